@@ -1,0 +1,6 @@
+"""Residual vector quantisation (RVQ) with EMA codebooks."""
+
+from .codebook import EuclideanCodebook, kmeans, nearest
+from .rvq import QuantizerOutput, ResidualVectorQuantizer
+
+__all__ = ["EuclideanCodebook", "ResidualVectorQuantizer", "QuantizerOutput", "kmeans", "nearest"]

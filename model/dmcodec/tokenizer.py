@@ -1,0 +1,244 @@
+"""Clips of any length, rate and batch composition -> codes that depend on the clip alone.
+
+Two rules make a clip's codes independent of what it is batched with:
+1. Windows. A clip of up to `window_frames` frames is encoded in one piece. A longer one is
+   cut into cores of `window_frames - 2 * context_frames` frames, each encoded with up to
+   `context_frames` of real neighbouring audio on both sides, whose codes are then dropped.
+   Memory is bounded by the window, whatever the clip's length, and the window geometry is
+   a function of the clip alone.
+2. Equal shapes. Windows are batched only with windows of exactly the same length, so no
+   padding ever reaches a clip's computation. Inside the model the convolutions run batched
+   (their per-item results do not depend on the batch size on CPU), while the LSTM and the
+   code search run item by item (theirs do).
+Decoding uses the same windows over frames.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .audio import AudioSource, load_audio, prepare
+from .checkpoint import LoadedCodec
+
+
+@dataclass(frozen=True)
+class WindowPolicy:
+    """How audio is cut and batched.
+
+    Args:
+        window_frames: the longest piece encoded at once (50 frames = 1 s at 16 kHz).
+        context_frames: frames of real audio on each side of a core, encoded and dropped.
+        max_batch_items: windows per model call.
+        max_batch_frames: total frames per model call (bounds memory with long windows).
+    """
+
+    window_frames: int = 1000
+    context_frames: int = 50
+    max_batch_items: int = 8
+    max_batch_frames: int = 4000
+
+    def __post_init__(self) -> None:
+        if self.context_frames < 0 or self.window_frames <= 2 * self.context_frames:
+            raise ValueError("window_frames must exceed 2 * context_frames >= 0")
+        if self.max_batch_items < 1 or self.max_batch_frames < self.window_frames:
+            raise ValueError("max_batch_items must be >= 1 and max_batch_frames >= window_frames")
+
+
+@dataclass(frozen=True)
+class Window:
+    """Frames [start, stop) of one clip, computed from frames [outer_start, outer_stop)."""
+
+    start: int
+    stop: int
+    outer_start: int
+    outer_stop: int
+
+
+def plan_windows(num_frames: int, policy: WindowPolicy) -> list[Window]:
+    if num_frames <= policy.window_frames:
+        return [Window(0, num_frames, 0, num_frames)]
+    core = policy.window_frames - 2 * policy.context_frames
+    windows = []
+    for start in range(0, num_frames, core):
+        stop = min(start + core, num_frames)
+        windows.append(Window(start, stop, max(0, start - policy.context_frames),
+                              min(num_frames, stop + policy.context_frames)))
+    return windows
+
+
+@dataclass
+class EncodedAudio:
+    """Codes for one clip and everything needed to decode or cite them."""
+
+    codes: np.ndarray  # [n_q, frames] int64
+    sample_rate: int
+    num_samples: int
+    frame_rate: float
+    codebook_size: int
+    model: dict[str, Any]
+    windowing: dict[str, int]
+
+    @property
+    def n_q(self) -> int:
+        return int(self.codes.shape[0])
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_samples / self.sample_rate
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "codes": self.codes.tolist(),
+            "n_q": self.n_q,
+            "frames": int(self.codes.shape[1]),
+            "codebook_size": self.codebook_size,
+            "frame_rate": self.frame_rate,
+            "sample_rate": self.sample_rate,
+            "num_samples": self.num_samples,
+            "duration_s": self.duration_s,
+            "model": self.model,
+            "windowing": self.windowing,
+        }
+
+
+@dataclass
+class _Job:
+    clip: int
+    window: Window
+    data: torch.Tensor  # audio [1, T] or codes [n_q, F]
+
+
+class Tokenizer:
+    """Encode and decode clips with a loaded checkpoint, batch-invariantly.
+
+    Args:
+        codec: a checkpoint from `load_checkpoint`.
+        policy: window and batch sizes.
+    """
+
+    def __init__(self, codec: LoadedCodec, policy: WindowPolicy | None = None):
+        self.codec = codec
+        self.model = codec.model
+        self.policy = policy or WindowPolicy()
+        self.device = next(self.model.parameters()).device
+
+    # -- identity ---------------------------------------------------------------------------
+    @property
+    def sample_rate(self) -> int:
+        return self.model.config.sample_rate
+
+    @property
+    def hop_length(self) -> int:
+        return self.model.config.hop_length
+
+    def model_info(self) -> dict[str, Any]:
+        return {"name": self.codec.name, "sha256": self.codec.sha256,
+                "backend": "torch", "precision": "fp32", "device": str(self.device)}
+
+    def windowing_info(self) -> dict[str, int]:
+        return {"window_frames": self.policy.window_frames, "context_frames": self.policy.context_frames}
+
+    # -- batching ---------------------------------------------------------------------------
+    def _batches(self, jobs: list[_Job]) -> Iterator[list[_Job]]:
+        """Groups of jobs of identical tensor shape, within the batch limits."""
+        by_shape: dict[tuple[int, ...], list[_Job]] = defaultdict(list)
+        for job in jobs:
+            by_shape[tuple(job.data.shape)].append(job)
+        for group in by_shape.values():
+            frames = group[0].window.outer_stop - group[0].window.outer_start
+            size = max(1, min(self.policy.max_batch_items, self.policy.max_batch_frames // frames))
+            for i in range(0, len(group), size):
+                yield group[i : i + size]
+
+    # -- encoding ---------------------------------------------------------------------------
+    def encode_arrays(self, clips: Sequence[np.ndarray], n_q: int | None = None) -> list[np.ndarray]:
+        """Mono float32 clips at the model's rate -> codes [n_q, ceil(T / hop)] each."""
+        hop = self.hop_length
+        jobs, frames = [], []
+        for index, clip in enumerate(clips):
+            if clip.ndim != 1 or clip.size == 0:
+                raise ValueError(f"clip {index}: expected non-empty mono samples, got shape {clip.shape}")
+            audio = torch.from_numpy(np.ascontiguousarray(clip, dtype=np.float32))
+            frames.append(self.model.num_frames(audio.numel()))
+            for window in plan_windows(frames[-1], self.policy):
+                piece = audio[window.outer_start * hop : window.outer_stop * hop]
+                jobs.append(_Job(index, window, piece[None]))
+        n_q = n_q or self.model.config.n_q
+        out = [np.zeros((n_q, f), dtype=np.int64) for f in frames]
+        for batch in self._batches(jobs):
+            wav = torch.stack([job.data for job in batch]).to(self.device)  # [B, 1, T]
+            codes = self.model.encode(wav, n_q).cpu().numpy()  # [n_q, B, F]
+            for b, job in enumerate(batch):
+                w = job.window
+                out[job.clip][:, w.start : w.stop] = codes[:, b, w.start - w.outer_start : w.stop - w.outer_start]
+        return out
+
+    def encode(self, source: AudioSource | np.ndarray, sample_rate: int | None = None,
+               n_q: int | None = None) -> EncodedAudio:
+        """One file, bytes or array ([T] or [T, C] at `sample_rate`) -> `EncodedAudio`."""
+        return self.encode_many([source], sample_rate, n_q)[0]
+
+    def encode_many(self, sources: Sequence[AudioSource | np.ndarray], sample_rate: int | None = None,
+                    n_q: int | None = None) -> list[EncodedAudio]:
+        clips = [self.load(source, sample_rate) for source in sources]
+        codes = self.encode_arrays(clips, n_q)
+        return [self.wrap(c, clip.size) for c, clip in zip(codes, clips)]
+
+    def load(self, source: AudioSource | np.ndarray, sample_rate: int | None = None) -> np.ndarray:
+        """Any supported input -> mono float32 at the model's rate."""
+        if isinstance(source, np.ndarray):
+            if sample_rate is None:
+                raise ValueError("sample_rate is required for array input")
+            return prepare(source, sample_rate, self.sample_rate)
+        return load_audio(source, self.sample_rate)[0]
+
+    def wrap(self, codes: np.ndarray, num_samples: int) -> EncodedAudio:
+        config = self.model.config
+        return EncodedAudio(codes=codes, sample_rate=config.sample_rate, num_samples=int(num_samples),
+                            frame_rate=config.frame_rate, codebook_size=config.codebook_size,
+                            model=self.model_info(), windowing=self.windowing_info())
+
+    # -- decoding ---------------------------------------------------------------------------
+    def check_codes(self, codes: np.ndarray, num_samples: int | None = None) -> None:
+        """Raise ValueError unless codes [n_q, F] fit this model (and `num_samples`, if given)."""
+        codes = np.asarray(codes)
+        if codes.ndim != 2:
+            raise ValueError(f"expected codes of shape [n_q, frames], got {codes.shape}")
+        self.model.check_codes(torch.from_numpy(codes.astype(np.int64, copy=False))[:, None])
+        if num_samples is not None:
+            frames = codes.shape[1]
+            if not (frames - 1) * self.hop_length < num_samples <= frames * self.hop_length:
+                raise ValueError(f"num_samples={num_samples} does not fit {frames} frames "
+                                 f"(expected {(frames - 1) * self.hop_length + 1}..{frames * self.hop_length})")
+
+    def decode_many(self, items: Sequence[tuple[np.ndarray, int | None]]) -> list[np.ndarray]:
+        """(codes [n_q, F], num_samples or None) pairs -> float32 audio at the model's rate.
+
+        Each clip is exactly `num_samples` long (F * hop when None). Clips with different
+        n_q are decoded in separate batches, like different lengths.
+        """
+        hop = self.hop_length
+        jobs, lengths = [], []
+        for index, (codes, num_samples) in enumerate(items):
+            self.check_codes(codes, num_samples)
+            codes_t = torch.from_numpy(np.asarray(codes, dtype=np.int64))
+            lengths.append(num_samples or codes_t.shape[1] * hop)
+            for window in plan_windows(codes_t.shape[1], self.policy):
+                jobs.append(_Job(index, window, codes_t[:, window.outer_start : window.outer_stop]))
+        out = [np.zeros(-(-n // hop) * hop, dtype=np.float32) for n in lengths]
+        for batch in self._batches(jobs):
+            codes_b = torch.stack([job.data for job in batch], dim=1).to(self.device)  # [n_q, B, F]
+            audio = self.model.decode(codes_b)[:, 0].float().cpu().numpy()  # [B, F * hop]
+            for b, job in enumerate(batch):
+                w = job.window
+                out[job.clip][w.start * hop : w.stop * hop] = audio[b, (w.start - w.outer_start) * hop :
+                                                                    (w.stop - w.outer_start) * hop]
+        return [clip[:n] for clip, n in zip(out, lengths)]
+
+    def decode(self, codes: np.ndarray, num_samples: int | None = None) -> np.ndarray:
+        return self.decode_many([(codes, num_samples)])[0]
