@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
+from torch.nn.utils import parametrize
 from safetensors.torch import load_file, save_file
 
 from .config import CodecConfig
@@ -85,9 +86,10 @@ def release_state_dict(model: DMCodec) -> dict[str, torch.Tensor]:
 
 def _weight_norm_layers(model: DMCodec) -> set[str]:
     """Names of folded convolutions: every codec convolution is weight-normed in the release,
-    so a convolution holding a plain `weight` is one that `fold_weight_norm` folded."""
+    so a convolution without the parametrisation is one that `fold_weight_norm` folded."""
     return {name for name, module in model.named_modules()
-            if isinstance(module, (torch.nn.Conv1d, torch.nn.ConvTranspose1d)) and "weight" in module._parameters}
+            if isinstance(module, (torch.nn.Conv1d, torch.nn.ConvTranspose1d))
+            and not parametrize.is_parametrized(module, "weight")}
 
 
 def load_release_state_dict(model: DMCodec, state: dict[str, torch.Tensor], source: str) -> None:

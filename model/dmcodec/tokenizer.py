@@ -1,15 +1,20 @@
 """Clips of any length, rate and batch composition -> codes that depend on the clip alone.
 
-Two rules make a clip's codes independent of what it is batched with:
+Floating-point kernels (convolutions, LSTMs, matmuls) pick their algorithm and reduction
+order from the tensor shapes, batch size included: the same clip run alone or beside another
+differs by ~1e-7, enough to flip near-tie codes. So the rule here is that a clip's
+computation always has the same tensor shapes, whatever else is being encoded:
+
 1. Windows. A clip of up to `window_frames` frames is encoded in one piece. A longer one is
    cut into cores of `window_frames - 2 * context_frames` frames, each encoded with up to
    `context_frames` of real neighbouring audio on both sides, whose codes are then dropped.
-   Memory is bounded by the window, whatever the clip's length, and the window geometry is
-   a function of the clip alone.
-2. Equal shapes. Windows are batched only with windows of exactly the same length, so no
-   padding ever reaches a clip's computation. Inside the model the convolutions run batched
-   (their per-item results do not depend on the batch size on CPU), while the LSTM and the
-   code search run item by item (theirs do).
+   Memory is bounded by the window, whatever the clip's length, and the geometry is a
+   function of the clip alone.
+2. Batch shapes. In `single` mode (the CPU default) every window runs alone: on CPU this is
+   as fast per second of audio as batching. In `fixed` mode (the GPU default) windows of
+   exactly equal length run together in batches padded with silent windows to one fixed size
+   per length, so the batch shape never depends on the traffic. No padding ever enters a
+   window itself.
 Decoding uses the same windows over frames.
 """
 
@@ -33,12 +38,14 @@ class WindowPolicy:
     Args:
         window_frames: the longest piece encoded at once (50 frames = 1 s at 16 kHz).
         context_frames: frames of real audio on each side of a core, encoded and dropped.
-        max_batch_items: windows per model call.
-        max_batch_frames: total frames per model call (bounds memory with long windows).
+        batch_mode: `single`, `fixed` or `auto` (single on CPU, fixed on GPU); see above.
+        max_batch_items: windows per model call in `fixed` mode.
+        max_batch_frames: total frames per model call in `fixed` mode (bounds memory).
     """
 
     window_frames: int = 1000
     context_frames: int = 50
+    batch_mode: str = "auto"
     max_batch_items: int = 8
     max_batch_frames: int = 4000
 
@@ -47,6 +54,17 @@ class WindowPolicy:
             raise ValueError("window_frames must exceed 2 * context_frames >= 0")
         if self.max_batch_items < 1 or self.max_batch_frames < self.window_frames:
             raise ValueError("max_batch_items must be >= 1 and max_batch_frames >= window_frames")
+        if self.batch_mode not in ("auto", "single", "fixed"):
+            raise ValueError(f"batch_mode must be auto, single or fixed, got {self.batch_mode!r}")
+
+    def batch_size(self, window_frames: int, device: torch.device) -> int:
+        """Windows per model call for windows of this length (padded up to it in fixed mode)."""
+        mode = self.batch_mode
+        if mode == "auto":
+            mode = "single" if device.type == "cpu" else "fixed"
+        if mode == "single":
+            return 1
+        return max(1, min(self.max_batch_items, self.max_batch_frames // window_frames))
 
 
 @dataclass(frozen=True)
@@ -140,20 +158,25 @@ class Tokenizer:
         return {"name": self.codec.name, "sha256": self.codec.sha256,
                 "backend": "torch", "precision": "fp32", "device": str(self.device)}
 
-    def windowing_info(self) -> dict[str, int]:
-        return {"window_frames": self.policy.window_frames, "context_frames": self.policy.context_frames}
+    def windowing_info(self) -> dict[str, Any]:
+        frames = self.policy.window_frames
+        return {"window_frames": frames, "context_frames": self.policy.context_frames,
+                "batch_size": self.policy.batch_size(frames, self.device)}
 
     # -- batching ---------------------------------------------------------------------------
-    def _batches(self, jobs: list[_Job]) -> Iterator[list[_Job]]:
-        """Groups of jobs of identical tensor shape, within the batch limits."""
+    def _batches(self, jobs: list[_Job], dim: int) -> Iterator[tuple[list[_Job], torch.Tensor]]:
+        """(jobs, stacked tensor) for groups of identical shape, stacked along `dim` and padded
+        with zero items to the policy's batch size for that shape."""
         by_shape: dict[tuple[int, ...], list[_Job]] = defaultdict(list)
         for job in jobs:
             by_shape[tuple(job.data.shape)].append(job)
         for group in by_shape.values():
-            frames = group[0].window.outer_stop - group[0].window.outer_start
-            size = max(1, min(self.policy.max_batch_items, self.policy.max_batch_frames // frames))
+            size = self.policy.batch_size(group[0].window.outer_stop - group[0].window.outer_start, self.device)
             for i in range(0, len(group), size):
-                yield group[i : i + size]
+                chunk = group[i : i + size]
+                data = [job.data for job in chunk]
+                data += [torch.zeros_like(data[0])] * (size - len(chunk))
+                yield chunk, torch.stack(data, dim=dim).to(self.device)
 
     # -- encoding ---------------------------------------------------------------------------
     def encode_arrays(self, clips: Sequence[np.ndarray], n_q: int | None = None) -> list[np.ndarray]:
@@ -170,8 +193,7 @@ class Tokenizer:
                 jobs.append(_Job(index, window, piece[None]))
         n_q = n_q or self.model.config.n_q
         out = [np.zeros((n_q, f), dtype=np.int64) for f in frames]
-        for batch in self._batches(jobs):
-            wav = torch.stack([job.data for job in batch]).to(self.device)  # [B, 1, T]
+        for batch, wav in self._batches(jobs, dim=0):  # wav: [B, 1, T]
             codes = self.model.encode(wav, n_q).cpu().numpy()  # [n_q, B, F]
             for b, job in enumerate(batch):
                 w = job.window
@@ -231,8 +253,7 @@ class Tokenizer:
             for window in plan_windows(codes_t.shape[1], self.policy):
                 jobs.append(_Job(index, window, codes_t[:, window.outer_start : window.outer_stop]))
         out = [np.zeros(-(-n // hop) * hop, dtype=np.float32) for n in lengths]
-        for batch in self._batches(jobs):
-            codes_b = torch.stack([job.data for job in batch], dim=1).to(self.device)  # [n_q, B, F]
+        for batch, codes_b in self._batches(jobs, dim=1):  # codes_b: [n_q, B, F]
             audio = self.model.decode(codes_b)[:, 0].float().cpu().numpy()  # [B, F * hop]
             for b, job in enumerate(batch):
                 w = job.window

@@ -106,9 +106,7 @@ def fold_weight_norm(module: nn.Module) -> int:
     call, so outputs stay bit-identical while each forward pass saves the renormalisation.
     Returns the number of folded layers.
     """
-    folded = 0
-    for sub in module.modules():
-        if parametrize.is_parametrized(sub, "weight"):
-            parametrize.remove_parametrizations(sub, "weight", leave_parametrized=True)
-            folded += 1
-    return folded
+    targets = [sub for sub in module.modules() if parametrize.is_parametrized(sub, "weight")]
+    for sub in targets:
+        parametrize.remove_parametrizations(sub, "weight", leave_parametrized=True)
+    return len(targets)

@@ -58,22 +58,15 @@ class ResidualVectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor, n_q: int | None = None) -> torch.Tensor:
-        """Latent [B, D, F] -> codes [n_q, B, F] int64.
-
-        Items are searched one at a time: a matmul's per-row result can change with the number
-        of rows, and a clip's codes must not depend on what else is in the batch.
-        """
+        """Latent [B, D, F] -> codes [n_q, B, F] int64."""
         n_q = self._check_n_q(n_q)
-        per_item = []
-        for item in x:
-            residual = item.t().contiguous()  # [F, D]
-            codes = []
-            for level in self.levels[:n_q]:
-                index = level.encode(residual)
-                residual = residual - level.decode(index)
-                codes.append(index)
-            per_item.append(torch.stack(codes))
-        return torch.stack(per_item, dim=1)
+        residual = x.transpose(1, 2).reshape(-1, x.shape[1])  # [B * F, D]
+        codes = []
+        for level in self.levels[:n_q]:
+            index = level.encode(residual)
+            residual = residual - level.decode(index)
+            codes.append(index)
+        return torch.stack(codes).reshape(n_q, x.shape[0], x.shape[2])
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes [n_q, B, F] (n_q <= the model's) -> latent [B, D, F]."""

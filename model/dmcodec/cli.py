@@ -1,0 +1,195 @@
+"""The `dmcodec` command line: encode, decode, info, convert, init, serve."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from tqdm import tqdm
+
+from . import defaults
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="DM-Codec speech tokenizer: audio <-> discrete tokens (8 x 1024 codes at 50 Hz).")
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".au"}
+CheckpointOption = typer.Option(None, "--checkpoint", "-c", help="Checkpoint directory or weights file "
+                                "(default: $DMCODEC_CHECKPOINT, else the bundled default).")
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def _tokenizer(checkpoint: Optional[Path], device: str):
+    from .checkpoint import CheckpointError, load_checkpoint
+    from .tokenizer import Tokenizer
+
+    try:
+        return Tokenizer(load_checkpoint(defaults.resolve_checkpoint(checkpoint), device=device))
+    except CheckpointError as err:
+        _fail(str(err))
+
+
+def _audio_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+
+
+@app.command()
+def encode(
+    inputs: list[Path] = typer.Argument(..., help="Audio files or directories (searched recursively)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Token file (one input) or directory."),
+    fmt: str = typer.Option("json", "--format", "-f", help="json (codes + metadata) or npy (uint16 codes; "
+                            "metadata in index.jsonl)."),
+    n_q: Optional[int] = typer.Option(None, "--n-q", help="Quantizer levels to keep (default: all)."),
+    checkpoint: Optional[Path] = CheckpointOption,
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, ..."),
+) -> None:
+    """Encode audio to tokens."""
+    from .audio import AudioError
+    from .tokens import metadata, save_tokens
+
+    if fmt not in ("json", "npy"):
+        _fail(f"--format must be json or npy, got {fmt!r}")
+    jobs: list[tuple[Path, Path]] = []
+    for item in inputs:
+        if item.is_dir():
+            jobs += [(f, f.relative_to(item).with_suffix(f".{fmt}")) for f in _audio_files(item)]
+        elif item.exists():
+            jobs.append((item, Path(item.name).with_suffix(f".{fmt}")))
+        else:
+            _fail(f"{item}: no such file or directory")
+    if not jobs:
+        _fail("no audio files found")
+    single = len(jobs) == 1 and not inputs[0].is_dir() and output.suffix in (".json", ".npy")
+    tokenizer = _tokenizer(checkpoint, device)
+    if n_q is not None and not 1 <= n_q <= tokenizer.model.config.n_q:
+        _fail(f"--n-q must be in 1..{tokenizer.model.config.n_q}")
+    failures = 0
+    index = [] if fmt == "npy" and not single else None
+    for source, relative in tqdm(jobs, unit="file", disable=len(jobs) == 1, file=sys.stderr):
+        target = output if single else output / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            encoded = tokenizer.encode(source, n_q=n_q)
+        except AudioError as err:
+            failures += 1
+            typer.secho(f"skipped {source}: {err}", fg=typer.colors.YELLOW, err=True)
+            continue
+        save_tokens(target, encoded)
+        if index is not None:
+            index.append({"audio": str(source), "tokens": str(relative), **metadata(encoded)})
+    if index is not None:
+        (output / "index.jsonl").write_text("".join(json.dumps(row) + "\n" for row in index))
+    if failures:
+        if failures == len(jobs):
+            _fail("no input could be encoded")
+        typer.secho(f"{failures} of {len(jobs)} files failed", fg=typer.colors.YELLOW, err=True)
+
+
+@app.command()
+def decode(
+    tokens: Path = typer.Argument(..., help="A .json or .npy token file."),
+    output: Path = typer.Option(..., "--output", "-o", help="WAV file to write."),
+    num_samples: Optional[int] = typer.Option(None, help="Output length (a .npy file does not record it)."),
+    checkpoint: Optional[Path] = CheckpointOption,
+    device: str = typer.Option("cpu"),
+) -> None:
+    """Decode tokens to a WAV file at the model's sample rate."""
+    from .audio import write_wav
+    from .tokens import load_tokens
+
+    try:
+        codes, recorded = load_tokens(tokens)
+    except ValueError as err:
+        _fail(str(err))
+    tokenizer = _tokenizer(checkpoint, device)
+    try:
+        audio = tokenizer.decode(codes, num_samples or recorded)
+    except ValueError as err:
+        _fail(f"{tokens}: {err}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_wav(output, audio, tokenizer.sample_rate)
+
+
+@app.command()
+def info(checkpoint: Optional[Path] = typer.Argument(None, help="Checkpoint (default: the bundled one).")) -> None:
+    """Print a checkpoint's summary as JSON."""
+    from .checkpoint import CheckpointError, load_checkpoint
+
+    try:
+        codec = load_checkpoint(defaults.resolve_checkpoint(checkpoint), for_inference=False)
+    except CheckpointError as err:
+        _fail(str(err))
+    config = codec.config
+    typer.echo(json.dumps({
+        "name": codec.name, "path": str(codec.path), "sha256": codec.sha256,
+        "parameters": codec.model.num_parameters(), "sample_rate": config.sample_rate,
+        "frame_rate": config.frame_rate, "hop_length": config.hop_length, "n_q": config.n_q,
+        "codebook_size": config.codebook_size, "bitrate_bps": config.bitrate(),
+        "codebooks_initialised": codec.model.quantizer.initialized,
+        "config": {k: v for k, v in config.to_dict().items() if k in type(config).__dataclass_fields__},
+        "metadata": codec.metadata,
+    }, indent=2))
+
+
+@app.command()
+def convert(
+    source: Path = typer.Argument(..., help="Checkpoint to read (ours or the release's .pt)."),
+    output: Path = typer.Argument(..., help="A directory for ours, or a .pt file for the release format."),
+    config: Optional[Path] = typer.Option(None, help="Config of the source, if not config.json beside it."),
+    fp16: bool = typer.Option(False, help="Store weights as float16 (our format only)."),
+    name: Optional[str] = typer.Option(None, help="Name recorded in our format."),
+) -> None:
+    """Convert between the release's state-dict format and ours (safetensors + JSON)."""
+    import torch
+
+    from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, save_release_checkpoint
+
+    try:
+        codec = load_checkpoint(source, config_path=config, for_inference=False)
+    except CheckpointError as err:
+        _fail(str(err))
+    if output.suffix in (".pt", ".pth"):
+        save_release_checkpoint(codec.model, output)
+    else:
+        training = {**codec.metadata.get("training", {}), "converted_from": str(source),
+                    "source_sha256": codec.sha256}
+        save_checkpoint(codec.model, output, name=name or codec.name, training=training,
+                        dtype=torch.float16 if fp16 else torch.float32)
+    typer.echo(f"wrote {output}")
+
+
+@app.command()
+def init(
+    output: Path = typer.Argument(..., help="Directory to write."),
+    preset_name: str = typer.Option("small", "--preset", help="paper, small or tiny."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Write an UNTRAINED, randomly initialised checkpoint (for tests and smoke runs)."""
+    try:
+        defaults.create_untrained(output, preset_name, seed)
+    except ValueError as err:
+        _fail(str(err))
+    typer.echo(f"wrote untrained checkpoint {output}")
+
+
+@app.command()
+def serve(
+    host: str = typer.Option(None, help="Bind address (default from settings: 127.0.0.1)."),
+    port: int = typer.Option(None, help="Port (default from settings: 8000)."),
+) -> None:
+    """Start the HTTP service (needs the `serve` extra)."""
+    try:
+        from dmcodec_service.__main__ import main
+    except ImportError as err:
+        _fail(f"the service is not installed ({err}); pip install 'dmcodec[serve]'")
+    main(host=host, port=port)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,47 @@
+"""Shared fixtures: checkpoints the tests create, and speech-like audio files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+from dmcodec import load_checkpoint  # noqa: E402
+from dmcodec.audio import write_wav  # noqa: E402
+from dmcodec.defaults import create_untrained  # noqa: E402
+from dmcodec.signals import speech_like  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A tiny untrained model whose codebooks were fitted to its own latents (no all-zero codes)."""
+    return create_untrained(tmp_path_factory.mktemp("ckpt") / "tiny", "tiny", seed=1, seconds=12.0)
+
+
+@pytest.fixture(scope="session")
+def small_checkpoint(tmp_path_factory) -> Path:
+    return create_untrained(tmp_path_factory.mktemp("ckpt") / "small", "small", seed=2, seconds=30.0)
+
+
+@pytest.fixture(scope="session")
+def tiny_codec(tiny_checkpoint):
+    return load_checkpoint(tiny_checkpoint)
+
+
+@pytest.fixture(scope="session")
+def wav_dir(tmp_path_factory) -> Path:
+    """Speech-like WAV files of assorted lengths at 16 kHz."""
+    root = tmp_path_factory.mktemp("wavs")
+    for i, seconds in enumerate([0.7, 1.3, 2.0, 3.1]):
+        write_wav(root / f"clip{i}.wav", speech_like(seconds, 16000, seed=10 + i), 16000)
+    return root
+
+
+def clips(lengths_s: list[float], rate: int = 16000, seed: int = 0) -> list[np.ndarray]:
+    return [speech_like(s, rate, seed=seed + i) for i, s in enumerate(lengths_s)]

@@ -1,0 +1,105 @@
+"""Batch invariance, windowing and audio handling of the high-level tokenizer."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from conftest import clips
+from dmcodec import Tokenizer, WindowPolicy, load_checkpoint
+from dmcodec.audio import AudioError
+from dmcodec.tokenizer import plan_windows
+
+
+@pytest.fixture(scope="module")
+def small_tokenizer(small_checkpoint):
+    return Tokenizer(load_checkpoint(small_checkpoint))
+
+
+def one_by_one(tokenizer, items, n_q=None):
+    return [tokenizer.encode_arrays([clip], n_q)[0] for clip in items]
+
+
+@pytest.mark.parametrize("mode", ["single", "fixed"])
+def test_batched_equals_one_by_one_for_mixed_lengths(small_checkpoint, mode):
+    tokenizer = Tokenizer(load_checkpoint(small_checkpoint), WindowPolicy(batch_mode=mode, max_batch_items=3))
+    # Three clips share a length, so fixed mode really runs several items (and padding) at once.
+    items = clips([2.0, 0.9, 3.3, 2.0, 1.0001, 0.02, 2.0])
+    batched = tokenizer.encode_arrays(items)
+    alone = one_by_one(tokenizer, items)
+    reordered = tokenizer.encode_arrays(items[::-1])[::-1]
+    for b, a, r, clip in zip(batched, alone, reordered, items):
+        assert b.shape == (8, -(-clip.size // 320))
+        assert np.array_equal(b, a) and np.array_equal(b, r)
+    # Codes are spread over the codebooks, so equality is not vacuous.
+    assert all(len(np.unique(level)) > 20 for level in batched[0][:4])
+
+
+def test_codes_equal_the_plain_model_for_a_single_window(small_tokenizer):
+    clip = clips([1.7], seed=5)[0]
+    direct = small_tokenizer.model.encode(torch.from_numpy(clip)[None, None])[:, 0].numpy()
+    assert np.array_equal(small_tokenizer.encode_arrays([clip])[0], direct)
+
+
+def test_long_audio_windows_are_batch_invariant_and_close_to_whole(small_checkpoint):
+    policy = WindowPolicy(window_frames=100, context_frames=20, batch_mode="fixed", max_batch_items=4,
+                          max_batch_frames=400)
+    tokenizer = Tokenizer(load_checkpoint(small_checkpoint), policy)
+    long_clip, other = clips([9.3, 6.1], seed=20)
+    windows = plan_windows(-(-long_clip.size // 320), policy)
+    assert len(windows) == 8 and windows[-1].stop == -(-long_clip.size // 320)
+    batched = tokenizer.encode_arrays([long_clip, other])
+    assert np.array_equal(batched[0], tokenizer.encode_arrays([long_clip])[0])
+    assert np.array_equal(batched[1], tokenizer.encode_arrays([other])[0])
+    whole = tokenizer.model.encode(torch.from_numpy(long_clip)[None, None])[:, 0].numpy()
+    # The windowed codes approximate encoding in one piece (the BiLSTM sees 0.4 s of context).
+    assert (batched[0][0] == whole[0]).mean() > 0.5
+
+
+def test_decode_returns_exactly_num_samples_and_is_batch_invariant(small_tokenizer):
+    items = clips([1.23, 0.5, 1.23], seed=30)
+    encoded = small_tokenizer.encode_arrays(items)
+    pairs = [(codes, clip.size) for codes, clip in zip(encoded, items)]
+    together = small_tokenizer.decode_many(pairs)
+    for audio, (codes, n), clip in zip(together, pairs, items):
+        assert audio.shape == (n,) and audio.dtype == np.float32
+        assert np.array_equal(audio, small_tokenizer.decode(codes, n))
+    assert small_tokenizer.decode(encoded[0][:2]).shape == (encoded[0].shape[1] * 320,)
+    with pytest.raises(ValueError, match="num_samples"):
+        small_tokenizer.decode(encoded[0], items[0].size + 320)
+
+
+def test_any_rate_and_channels_become_16k_mono(small_tokenizer, tmp_path):
+    stereo = np.stack([clips([1.0])[0]] * 2, axis=1)
+    stereo = np.interp(np.arange(0, stereo.shape[0], 16000 / 44100), np.arange(stereo.shape[0]), stereo[:, 0])
+    stereo = np.stack([stereo, stereo * 0.5], axis=1).astype(np.float32)
+    for fmt, ext in [("FLAC", "flac"), ("OGG", "ogg"), ("WAV", "wav"), ("MP3", "mp3")]:
+        path = tmp_path / f"a.{ext}"
+        sf.write(path, stereo, 44100, format=fmt)
+        encoded = small_tokenizer.encode(path)
+        assert encoded.sample_rate == 16000 and abs(encoded.duration_s - 1.0) < 0.08, fmt
+        assert encoded.codes.shape[1] == -(-encoded.num_samples // 320)
+    from_array = small_tokenizer.encode(stereo, sample_rate=44100)
+    assert from_array.num_samples == 16000
+
+
+def test_bad_audio_is_a_clear_error(small_tokenizer, tmp_path):
+    (tmp_path / "junk.wav").write_bytes(b"RIFF....WAVEjunkjunk")
+    with pytest.raises(AudioError, match="not a readable audio file"):
+        small_tokenizer.encode(tmp_path / "junk.wav")
+    with pytest.raises(AudioError, match="empty"):
+        small_tokenizer.encode(b"")
+    sf.write(tmp_path / "silent.wav", np.zeros((0, 1), dtype=np.float32), 16000)
+    with pytest.raises(AudioError, match="no samples"):
+        small_tokenizer.encode(tmp_path / "silent.wav")
+    with pytest.raises(AudioError, match="NaN"):
+        small_tokenizer.encode(np.array([0.0, np.nan], dtype=np.float32), sample_rate=16000)
+
+
+def test_metadata_describes_the_codes(small_tokenizer, small_checkpoint):
+    encoded = small_tokenizer.encode(clips([0.5])[0], sample_rate=16000, n_q=3)
+    data = encoded.to_json()
+    assert data["n_q"] == 3 and len(data["codes"]) == 3 and data["frames"] == 25
+    assert data["codebook_size"] == 1024 and data["frame_rate"] == 50 and data["num_samples"] == 8000
+    assert data["model"]["sha256"] == load_checkpoint(small_checkpoint).sha256
+    assert data["windowing"] == {"window_frames": 1000, "context_frames": 50, "batch_size": 1}
