@@ -51,7 +51,7 @@ class LoadedCodec:
     model: DMCodec
     sha256: str
     name: str
-    path: Path
+    path: Path | None
     metadata: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -106,9 +106,8 @@ class DMCodec(nn.Module):
 
     def for_inference(self) -> "DMCodec":
         """Eval mode, no gradients, weight norm folded into plain weights (same outputs, faster)."""
-        self.eval().requires_grad_(False)
-        fold_weight_norm(self)
-        return self
+        fold_weight_norm(self)  # before requires_grad_: folded weights then stay parameters
+        return self.eval().requires_grad_(False)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,126 @@
+"""Encode/decode throughput: dmcodec vs the reference `speechtokenizer` package, same weights.
+
+Prints seconds of audio per second at batch 1 and batch 8 of 10-second clips, and ours/theirs
+ratios measured side by side in one run (runs interleaved, best of --repeats). With --memory,
+also peak RSS of encoding+decoding 1 and 10 minutes in one piece through the tokenizer (each
+in a fresh process).
+
+    python bench/codec_throughput.py [--preset paper] [--repeats 2] [--memory]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+import torch
+
+from dmcodec import DMCodec, Tokenizer, preset
+from dmcodec.checkpoint import LoadedCodec
+from dmcodec.signals import speech_like
+
+
+def build(preset_name: str) -> DMCodec:
+    torch.manual_seed(0)
+    model = DMCodec(preset(preset_name)).eval()
+    speech = torch.from_numpy(np.stack([speech_like(10.0, seed=i) for i in range(3)]))[:, None]
+    with torch.no_grad():
+        model.quantizer.init_from_data(model.encoder(speech))
+    return model
+
+
+def best_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def throughput(args) -> None:
+    from dmcodec.reference import reference_twin
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    model = build(args.preset)
+    twin = reference_twin(model)
+    ours = Tokenizer(LoadedCodec(model.for_inference(), sha256="bench", name=args.preset, path=None))
+    clips = [speech_like(args.seconds, seed=100 + i) for i in range(8)]
+    wav = torch.from_numpy(np.stack(clips))[:, None]
+    with torch.inference_mode():
+        codes = twin.encode(wav)
+    our_codes = [c for c in ours.encode_arrays(clips)]
+    rows = []
+    for batch in (1, 8):
+        audio_s = batch * args.seconds
+        cases = {
+            ("encode", "ours"): lambda: ours.encode_arrays(clips[:batch]),
+            ("encode", "speechtokenizer"): lambda: twin.encode(wav[:batch]),
+            ("decode", "ours"): lambda: ours.decode_many([(c, None) for c in our_codes[:batch]]),
+            ("decode", "speechtokenizer"): lambda: twin.decode(codes[:, :batch]),
+        }
+        with torch.inference_mode():
+            for fn in cases.values():  # warm-up
+                fn()
+            results = {key: audio_s / best_time(fn, args.repeats) for key, fn in cases.items()}
+        for op in ("encode", "decode"):
+            rows.append({"op": op, "batch": batch, "ours_x_realtime": round(results[(op, "ours")], 2),
+                         "reference_x_realtime": round(results[(op, "speechtokenizer")], 2),
+                         "ratio": round(results[(op, "ours")] / results[(op, "speechtokenizer")], 3)})
+    print(f"preset={args.preset} params={model.num_parameters() / 1e6:.2f}M clip={args.seconds}s "
+          f"threads={torch.get_num_threads()}")
+    print(f"{'op':<8}{'batch':>6}{'ours xRT':>10}{'ref xRT':>10}{'ours/ref':>10}")
+    for r in rows:
+        print(f"{r['op']:<8}{r['batch']:>6}{r['ours_x_realtime']:>10}{r['reference_x_realtime']:>10}{r['ratio']:>10}")
+    print(json.dumps(rows))
+
+
+def long_audio(args) -> None:
+    """Child process: encode and decode `--minutes` of audio in one call, print peak RSS."""
+    model = build(args.preset)
+    tokenizer = Tokenizer(LoadedCodec(model.for_inference(), sha256="bench", name=args.preset, path=None))
+    base = speech_like(20.0, seed=1)
+    audio = np.tile(base, int(np.ceil(args.minutes * 3)))[: int(args.minutes * 60 * 16000)]
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    start = time.perf_counter()
+    codes = tokenizer.encode_arrays([audio])[0]
+    decoded = tokenizer.decode(codes, audio.size)
+    elapsed = time.perf_counter() - start
+    assert decoded.shape == audio.shape
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"minutes": args.minutes, "peak_rss_mb": round(peak), "rss_after_load_mb": round(rss_before),
+                      "encode_decode_x_realtime": round(args.minutes * 60 / elapsed, 2)}))
+
+
+def memory(args) -> None:
+    for minutes in (1, 10):
+        out = subprocess.run([sys.executable, __file__, "--preset", args.preset, "--child-minutes", str(minutes)],
+                             capture_output=True, text=True, check=True).stdout
+        print(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="paper")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--memory", action="store_true", help="also measure peak RSS for 1 and 10 minutes")
+    parser.add_argument("--child-minutes", type=float, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child_minutes:
+        args.minutes = args.child_minutes
+        long_audio(args)
+        return
+    throughput(args)
+    if args.memory:
+        memory(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""The FastAPI application: lifespan (load, warm up, drain), middleware, routes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Optional
+
+from fastapi import FastAPI
+
+from dmcodec import __version__
+
+from .batcher import Batcher
+from .engine import Engine
+from .errors import install_handlers
+from .metrics import Metrics
+from .middleware import LimitBody, ObserveRequests
+from .routes import router
+from .settings import ServiceSettings
+
+log = logging.getLogger("dmcodec_service")
+
+
+@dataclass
+class ServiceState:
+    settings: ServiceSettings
+    engine: Engine
+    batcher: Batcher
+    ready: bool = False
+    draining: bool = False
+
+
+def create_app(settings: Optional[ServiceSettings] = None, engine: Optional[Engine] = None) -> FastAPI:
+    """Build the app. The model loads in the lifespan (or `engine` is used as given)."""
+    settings = settings or ServiceSettings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        loaded = engine or await asyncio.to_thread(Engine, settings)
+        await asyncio.to_thread(loaded.warm_up)
+        batcher = Batcher(loaded.process, max_batch_size=settings.max_batch_size,
+                          max_batch_audio_seconds=settings.max_batch_audio_seconds,
+                          max_wait_s=settings.max_wait_ms / 1000, max_queue_size=settings.max_queue_size,
+                          metrics=metrics)
+        await batcher.start()
+        state = ServiceState(settings, loaded, batcher)
+        app.state.service = state
+        info = loaded.model_info()
+        metrics.model_info.labels(name=info["name"], sha256=info["sha256"], device=info["device"],
+                                  backend=info["backend"], precision=info["precision"]).set(1)
+        if loaded.device.startswith("cuda"):
+            metrics.track_gpu(loaded.device)
+        state.ready = True
+        metrics.ready.set(1)
+        log.info("ready: model %s (%s) on %s, loaded in %.1f s", info["name"], info["sha256"][:12],
+                 loaded.device, loaded.load_seconds)
+        try:
+            yield
+        finally:
+            state.ready, state.draining = False, True
+            metrics.ready.set(0)
+            log.info("draining: %d queued", batcher.depth())
+            await batcher.drain(settings.drain_timeout_s)
+            log.info("stopped")
+
+    app = FastAPI(title="dmcodec", version=__version__, lifespan=lifespan,
+                  description="DM-Codec speech tokenization: audio -> 8 x 1024-code tokens at 50 Hz, and back.")
+    app.state.settings = settings
+    app.state.metrics = metrics
+    install_handlers(app)
+    app.include_router(router)
+    app.add_middleware(LimitBody, max_bytes=int(settings.max_upload_mb * 1024 * 1024))
+    app.add_middleware(ObserveRequests, metrics=metrics)
+    return app

@@ -1,0 +1,188 @@
+"""The micro-batcher: one bounded async queue in front of the model.
+
+Requests wait at most `max_wait_s` for company, up to `max_batch_size` requests and
+`max_batch_audio_seconds` of audio. The model runs in one worker thread, so the event loop
+keeps accepting (and refusing, when the queue is full) while it computes. Within a batch,
+requests are grouped by (op, key) - key being e.g. the number of levels - and each group is
+one call of `process`, which returns one result or exception per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Hashable, Sequence
+
+from .metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+Process = Callable[[str, Hashable, Sequence[Any]], Sequence[Any]]
+
+
+class QueueFull(Exception):
+    """The queue holds `max_queue_size` requests already."""
+
+
+class Draining(Exception):
+    """The service is shutting down and takes no new work."""
+
+
+class DeadlineExceeded(Exception):
+    """The request's deadline passed before the model got to it."""
+
+
+@dataclass
+class Job:
+    op: str
+    key: Hashable
+    payload: Any
+    audio_seconds: float
+    deadline: float  # time.monotonic()
+    future: asyncio.Future = field(repr=False)
+    enqueued: float = field(default_factory=time.monotonic)
+
+
+class Batcher:
+    """Args:
+        process: `process(op, key, payloads) -> results`, run in the worker thread; an
+            exception instance in the results fails that request alone.
+        max_batch_size, max_batch_audio_seconds, max_wait_s, max_queue_size: the limits.
+        metrics: where queue and batch statistics go.
+    """
+
+    def __init__(self, process: Process, *, max_batch_size: int, max_batch_audio_seconds: float,
+                 max_wait_s: float, max_queue_size: int, metrics: Metrics):
+        self.process = process
+        self.max_batch_size = max_batch_size
+        self.max_batch_audio_seconds = max_batch_audio_seconds
+        self.max_wait_s = max_wait_s
+        self.metrics = metrics
+        self.queue: asyncio.Queue = asyncio.Queue(maxsize=max_queue_size)
+        self.accepting = False
+        self._carry: Job | None = None  # taken from the queue but over the last batch's budget
+        self._running: list[Job] = []
+        self._task: asyncio.Task | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dmcodec-model")
+        metrics.queue_depth.set_function(self.depth)
+
+    def depth(self) -> int:
+        return self.queue.qsize() + (self._carry is not None)
+
+    async def start(self) -> None:
+        self.accepting = True
+        self._task = asyncio.create_task(self._loop(), name="dmcodec-batcher")
+
+    def submit(self, op: str, payload: Any, *, audio_seconds: float, deadline: float,
+               key: Hashable = None) -> asyncio.Future:
+        """Queue one request; its future resolves to the result. Raises QueueFull or Draining."""
+        if not self.accepting:
+            self.metrics.rejected.labels(reason="draining").inc()
+            raise Draining()
+        job = Job(op, key, payload, audio_seconds, deadline, asyncio.get_running_loop().create_future())
+        try:
+            self.queue.put_nowait(job)
+        except asyncio.QueueFull:
+            self.metrics.rejected.labels(reason="queue_full").inc()
+            raise QueueFull() from None
+        return job.future
+
+    async def drain(self, timeout: float) -> None:
+        """Stop accepting, let queued work finish (up to `timeout` s), then stop the loop.
+        Whatever is still unfinished then fails with Draining (503), so no client hangs."""
+        self.accepting = False
+        end = time.monotonic() + timeout
+        while (self.depth() or self._running) and time.monotonic() < end:
+            await asyncio.sleep(0.02)
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        leftovers = self._running + ([self._carry] if self._carry else [])
+        self._carry = None
+        while not self.queue.empty():
+            leftovers.append(self.queue.get_nowait())
+        for job in leftovers:
+            if not job.future.done():
+                job.future.set_exception(Draining())
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _next(self, timeout: float | None) -> Job:
+        if self._carry is not None:
+            job, self._carry = self._carry, None
+            return job
+        if timeout is None:
+            return await self.queue.get()
+        if timeout <= 0:
+            return self.queue.get_nowait()
+        return await asyncio.wait_for(self.queue.get(), timeout)
+
+    async def _collect(self) -> list[Job]:
+        first = await self._next(None)
+        batch, audio = [first], first.audio_seconds
+        end = time.monotonic() + self.max_wait_s
+        while len(batch) < self.max_batch_size:
+            try:
+                job = await self._next(end - time.monotonic())
+            except (asyncio.QueueEmpty, asyncio.TimeoutError):
+                break
+            if audio + job.audio_seconds > self.max_batch_audio_seconds:
+                self._carry = job
+                break
+            batch.append(job)
+            audio += job.audio_seconds
+        return batch
+
+    def _live(self, batch: list[Job]) -> list[Job]:
+        """Drop requests whose client left or whose deadline passed."""
+        now, live = time.monotonic(), []
+        for job in batch:
+            if job.future.done():  # cancelled by a disconnect or a timed-out handler
+                self.metrics.rejected.labels(reason="cancelled").inc()
+            elif now > job.deadline:
+                self.metrics.rejected.labels(reason="deadline").inc()
+                job.future.set_exception(DeadlineExceeded())
+            else:
+                live.append(job)
+        return live
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            self._running = await self._collect()
+            try:
+                groups: dict[tuple[str, Hashable], list[Job]] = {}
+                for job in self._live(self._running):
+                    groups.setdefault((job.op, job.key), []).append(job)
+                for (op, key), jobs in groups.items():
+                    await self._run(loop, op, key, self._live(jobs))
+            finally:
+                self._running = []
+
+    async def _run(self, loop: asyncio.AbstractEventLoop, op: str, key: Hashable, jobs: list[Job]) -> None:
+        if not jobs:
+            return
+        start = time.monotonic()
+        for job in jobs:
+            self.metrics.queue_duration.labels(op=op).observe(start - job.enqueued)
+        audio = sum(job.audio_seconds for job in jobs)
+        self.metrics.batch_requests.labels(op=op).observe(len(jobs))
+        self.metrics.batch_audio.labels(op=op).observe(audio)
+        try:
+            results = await loop.run_in_executor(self._executor, self.process, op, key, [j.payload for j in jobs])
+        except Exception as err:  # process() isolates items itself; this is a last resort
+            log.exception("batch of %d %s requests failed", len(jobs), op)
+            results = [err] * len(jobs)
+        self.metrics.compute_duration.labels(op=op).observe(time.monotonic() - start)
+        for job, result in zip(jobs, results):
+            if job.future.done():
+                continue
+            if isinstance(result, BaseException):
+                job.future.set_exception(result)
+            else:
+                self.metrics.audio_seconds.labels(op=op).inc(job.audio_seconds)
+                job.future.set_result(result)

@@ -1,0 +1,168 @@
+"""HTTP clients for the service (httpx), sync and async, that wait out 503 + Retry-After.
+
+    with DMCodecClient("http://127.0.0.1:8000") as client:
+        tokens = client.encode("speech.flac")          # dict: codes, n_q, num_samples, ...
+        audio = client.decode(tokens)                   # float32 numpy array at 16 kHz
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import httpx
+import numpy as np
+import soundfile as sf
+
+AudioInput = Union[str, Path, bytes, np.ndarray]
+
+
+class ServiceError(Exception):
+    """The service answered with an error (its JSON `error.code` and `error.message`)."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(f"{status} {code}: {message}")
+        self.status, self.code, self.message = status, code, message
+
+
+def _audio_bytes(audio: AudioInput, sample_rate: Optional[int]) -> tuple[bytes, str]:
+    if isinstance(audio, np.ndarray):
+        if sample_rate is None:
+            raise ValueError("sample_rate is required for array input")
+        buffer = io.BytesIO()
+        sf.write(buffer, audio.astype(np.float32), sample_rate, format="WAV", subtype="FLOAT")
+        return buffer.getvalue(), "audio.wav"
+    if isinstance(audio, (bytes, bytearray)):
+        return bytes(audio), "audio"
+    path = Path(audio)
+    return path.read_bytes(), path.name
+
+
+def _encode_request(audio: AudioInput, sample_rate: Optional[int], n_q: Optional[int], npy: bool) -> dict[str, Any]:
+    data, name = _audio_bytes(audio, sample_rate)
+    params = {"format": "npy"} if npy else {}
+    fields = {"n_q": str(n_q)} if n_q else {}
+    return {"files": {"file": (name, data, "application/octet-stream")}, "data": fields, "params": params}
+
+
+def _decode_request(tokens: Union[dict, np.ndarray], num_samples: Optional[int]) -> dict[str, Any]:
+    if isinstance(tokens, np.ndarray):
+        buffer = io.BytesIO()
+        np.save(buffer, tokens)
+        return {"content": buffer.getvalue(), "headers": {"content-type": "application/octet-stream"},
+                "params": {"num_samples": num_samples} if num_samples else {}}
+    body = dict(tokens)
+    if num_samples:
+        body["num_samples"] = num_samples
+    return {"json": body}
+
+
+def _result(response: httpx.Response, kind: str) -> Any:
+    if response.status_code >= 400:
+        try:
+            error = response.json()["error"]
+            raise ServiceError(response.status_code, error["code"], error["message"])
+        except (ValueError, KeyError, TypeError):
+            raise ServiceError(response.status_code, "http_error", response.text[:200]) from None
+    if kind == "npy":
+        meta = {k[len("x-dmcodec-"):].replace("-", "_"): v for k, v in response.headers.items()
+                if k.startswith("x-dmcodec-")}
+        return {"codes": np.load(io.BytesIO(response.content), allow_pickle=False), **meta}
+    if kind == "wav":
+        audio, _ = sf.read(io.BytesIO(response.content), dtype="float32")
+        return audio
+    return response.json()
+
+
+def _retry_delay(response: httpx.Response, attempt: int, max_retries: int) -> Optional[float]:
+    if response.status_code != 503 or attempt >= max_retries:
+        return None
+    header = response.headers.get("retry-after", "1")
+    return float(header) if header.replace(".", "", 1).isdigit() else 1.0
+
+
+class _Base:
+    def __init__(self, base_url: str, api_key: Optional[str], max_retries: int):
+        self.base_url = base_url.rstrip("/")
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.max_retries = max_retries
+
+
+class DMCodecClient(_Base):
+    """Blocking client. Args: base_url; api_key; timeout (s); max_retries of 503 answers."""
+
+    def __init__(self, base_url: str = "http://127.0.0.1:8000", api_key: Optional[str] = None,
+                 timeout: float = 120.0, max_retries: int = 5):
+        super().__init__(base_url, api_key, max_retries)
+        self._http = httpx.Client(base_url=self.base_url, headers=self.headers, timeout=timeout)
+
+    def _post(self, path: str, kind: str, **request) -> Any:
+        for attempt in range(self.max_retries + 1):
+            response = self._http.post(path, **request)
+            delay = _retry_delay(response, attempt, self.max_retries)
+            if delay is None:
+                return _result(response, kind)
+            time.sleep(delay)
+
+    def encode(self, audio: AudioInput, sample_rate: Optional[int] = None, n_q: Optional[int] = None,
+               npy: bool = False) -> dict[str, Any]:
+        """A file path, bytes, or an array (with its sample_rate) -> the encode response
+        (with npy=True, `codes` is a uint16 array and the metadata come from headers)."""
+        return self._post("/v1/encode", "npy" if npy else "json", **_encode_request(audio, sample_rate, n_q, npy))
+
+    def decode(self, tokens: Union[dict, np.ndarray], num_samples: Optional[int] = None) -> np.ndarray:
+        """An encode response (or codes [n_q, frames]) -> float32 audio at the model's rate."""
+        return self._post("/v1/decode", "wav", **_decode_request(tokens, num_samples))
+
+    def info(self) -> dict[str, Any]:
+        return _result(self._http.get("/v1/info"), "json")
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "DMCodecClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class AsyncDMCodecClient(_Base):
+    """The same API for asyncio."""
+
+    def __init__(self, base_url: str = "http://127.0.0.1:8000", api_key: Optional[str] = None,
+                 timeout: float = 120.0, max_retries: int = 5, max_connections: int = 100):
+        super().__init__(base_url, api_key, max_retries)
+        self._http = httpx.AsyncClient(base_url=self.base_url, headers=self.headers, timeout=timeout,
+                                       limits=httpx.Limits(max_connections=max_connections))
+
+    async def _post(self, path: str, kind: str, **request) -> Any:
+        for attempt in range(self.max_retries + 1):
+            response = await self._http.post(path, **request)
+            delay = _retry_delay(response, attempt, self.max_retries)
+            if delay is None:
+                return _result(response, kind)
+            await asyncio.sleep(delay)
+
+    async def encode(self, audio: AudioInput, sample_rate: Optional[int] = None, n_q: Optional[int] = None,
+                     npy: bool = False) -> dict[str, Any]:
+        return await self._post("/v1/encode", "npy" if npy else "json",
+                                **_encode_request(audio, sample_rate, n_q, npy))
+
+    async def decode(self, tokens: Union[dict, np.ndarray], num_samples: Optional[int] = None) -> np.ndarray:
+        return await self._post("/v1/decode", "wav", **_decode_request(tokens, num_samples))
+
+    async def info(self) -> dict[str, Any]:
+        return _result(await self._http.get("/v1/info"), "json")
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> "AsyncDMCodecClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()

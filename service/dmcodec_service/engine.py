@@ -1,0 +1,76 @@
+"""The model side of the service: loading, warm-up, and batch functions for the batcher."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Hashable, Sequence
+
+import numpy as np
+import torch
+
+from dmcodec import Tokenizer, WindowPolicy, load_checkpoint
+from dmcodec.defaults import resolve_checkpoint
+from dmcodec.signals import speech_like
+
+from .settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DecodeItem:
+    codes: np.ndarray  # [n_q, frames] int64
+    num_samples: int | None
+
+
+class Engine:
+    """A loaded tokenizer and the two batch operations the batcher calls."""
+
+    def __init__(self, settings: ServiceSettings):
+        if settings.torch_threads:
+            torch.set_num_threads(settings.torch_threads)
+        self.device = settings.resolved_device()
+        started = time.monotonic()
+        self.codec = load_checkpoint(resolve_checkpoint(settings.checkpoint), device=self.device)
+        policy = WindowPolicy(window_frames=settings.window_frames, context_frames=settings.context_frames)
+        self.tokenizer = Tokenizer(self.codec, policy)
+        self.load_seconds = time.monotonic() - started
+
+    @property
+    def config(self):
+        return self.codec.config
+
+    def model_info(self) -> dict[str, Any]:
+        return {**self.tokenizer.model_info(), "threads": torch.get_num_threads()}
+
+    def warm_up(self) -> None:
+        """One encode and decode, so the first request does not pay for lazy initialisation."""
+        clip = speech_like(1.0, self.config.sample_rate, seed=0)
+        codes = self.tokenizer.encode_arrays([clip])[0]
+        self.tokenizer.decode(codes, clip.size)
+
+    def process(self, op: str, key: Hashable, payloads: Sequence[Any]) -> list[Any]:
+        """Run one group; if the group fails as a whole, retry item by item so that one bad
+        request fails alone. Results are per-item values or exceptions."""
+        run = self._encode if op == "encode" else self._decode
+        try:
+            return run(key, payloads)
+        except Exception:
+            if len(payloads) == 1:
+                raise
+            log.warning("batch of %d failed; retrying one by one", len(payloads), exc_info=True)
+        results: list[Any] = []
+        for payload in payloads:
+            try:
+                results += run(key, [payload])
+            except Exception as err:
+                results.append(err)
+        return results
+
+    def _encode(self, n_q: int, clips: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return self.tokenizer.encode_arrays(clips, n_q)
+
+    def _decode(self, key: Hashable, items: Sequence[DecodeItem]) -> list[np.ndarray]:
+        return self.tokenizer.decode_many([(item.codes, item.num_samples) for item in items])

@@ -1,0 +1,262 @@
+"""HTTP routes: /v1/encode, /v1/decode, /v1/info, health. Aliases /encode and /decode."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from typing import Any, Optional
+
+import numpy as np
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from dmcodec.audio import AudioError, info as audio_info, load_audio, wav_bytes
+from dmcodec.tokens import codes_to_uint16
+
+from .batcher import DeadlineExceeded, Draining, QueueFull
+from .engine import DecodeItem
+from .errors import APIError
+from .schemas import DecodeRequest, EncodeResponse, ErrorResponse, Health, InfoResponse
+from .security import require_api_key
+
+NPY_TYPES = ("application/octet-stream", "application/x-npy")
+ERRORS = {status: {"model": ErrorResponse, "description": text} for status, text in {
+    400: "Corrupt or empty audio.", 401: "Missing or wrong API key.", 409: "Tokens from another model.",
+    413: "Upload or audio duration over the limits.", 415: "Unsupported media type.",
+    422: "Invalid parameters or tokens.", 503: "Queue full or shutting down (see Retry-After).",
+    504: "The request waited past its deadline."}.items()}
+
+router = APIRouter()
+
+
+def _state(request: Request):
+    return request.app.state.service
+
+
+async def _wait(request: Request, future: asyncio.Future, deadline: float) -> Any:
+    """The job's result; cancels the job if the client leaves or the deadline passes."""
+
+    async def disconnected() -> None:
+        while not await request.is_disconnected():
+            await asyncio.sleep(0.05)
+
+    watcher = asyncio.create_task(disconnected())
+    try:
+        done, _ = await asyncio.wait({future, watcher}, timeout=max(0.0, deadline - time.monotonic()),
+                                     return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if future in done:
+        return future.result()
+    future.cancel()  # the batcher skips cancelled jobs
+    if watcher in done:
+        raise APIError(499, "client_closed_request", "the client disconnected")
+    raise DeadlineExceeded()
+
+
+async def _run(request: Request, op: str, payload: Any, audio_seconds: float, key: Any = None) -> Any:
+    service = _state(request)
+    deadline = request.state.arrived + service.settings.request_timeout_s
+    retry = {"Retry-After": str(service.settings.retry_after_s)}
+    try:
+        future = service.batcher.submit(op, payload, audio_seconds=audio_seconds, deadline=deadline, key=key)
+        return await _wait(request, future, deadline)
+    except QueueFull:
+        raise APIError(503, "overloaded", "the request queue is full; retry later", retry) from None
+    except Draining:
+        raise APIError(503, "draining", "the service is shutting down; retry on another replica", retry) from None
+    except DeadlineExceeded:
+        raise APIError(504, "deadline_exceeded",
+                       f"not processed within {service.settings.request_timeout_s:g} s") from None
+    except ValueError as err:
+        raise APIError(422, "invalid_tokens" if op == "decode" else "invalid_audio", str(err)) from None
+
+
+def _want_npy(request: Request, fmt: Optional[str]) -> bool:
+    if fmt:
+        return fmt == "npy"
+    accept = request.headers.get("accept", "")
+    return any(t in accept for t in NPY_TYPES) and "application/json" not in accept
+
+
+async def _upload(request: Request) -> tuple[bytes, dict[str, str]]:
+    """The audio bytes and form fields of a multipart or raw audio/* request."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        form = await request.form()
+        upload = form.get("file") or form.get("audio")
+        if upload is None or isinstance(upload, str):
+            raise APIError(400, "missing_file", "multipart upload needs a file field named 'file'")
+        data = await upload.read()
+        return data, {k: v for k, v in form.items() if isinstance(v, str)}
+    if content_type.startswith("audio/"):
+        return await request.body(), {}
+    raise APIError(415, "unsupported_media_type",
+                   f"send multipart/form-data with a 'file' field, or a raw audio/* body (got {content_type or 'none'})")
+
+
+def _decode_audio(data: bytes, sample_rate: int, max_seconds: float) -> np.ndarray:
+    if not data:
+        raise AudioError("the upload is empty (0 bytes)")
+    duration, _ = audio_info(data)  # the header: refuse long audio before decoding it
+    if duration > max_seconds:
+        raise OverflowError(f"audio is {duration:.1f} s; the limit is {max_seconds:g} s")
+    samples, _ = load_audio(data, sample_rate)
+    if samples.size / sample_rate > max_seconds:
+        raise OverflowError(f"audio is {samples.size / sample_rate:.1f} s; the limit is {max_seconds:g} s")
+    return samples
+
+
+@router.post("/v1/encode", response_model=EncodeResponse, responses={
+    **ERRORS, 200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+                    "description": "JSON tokens, or with format=npy a uint16 .npy [n_q, frames] "
+                                   "with the metadata in X-DMCodec-* headers."}},
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+            "file": {"type": "string", "format": "binary", "description": "WAV, FLAC, OGG/Opus or MP3; "
+                     "any rate; channels are averaged."},
+            "n_q": {"type": "integer", "minimum": 1, "maximum": 8}}}},
+        "audio/*": {"schema": {"type": "string", "format": "binary"}}}}},
+    dependencies=[Depends(require_api_key)], summary="Audio -> tokens")
+async def encode(request: Request,
+                 n_q: Optional[int] = Query(None, description="Levels to return (1..8; default all)."),
+                 format: Optional[str] = Query(None, pattern="^(json|npy)$", description="json or npy.")):
+    service = _state(request)
+    data, fields = await _upload(request)
+    n_q = n_q if n_q is not None else fields.get("n_q")
+    levels = service.engine.config.n_q
+    try:
+        n_q = levels if n_q in (None, "") else int(n_q)
+    except ValueError:
+        raise APIError(422, "invalid_n_q", f"n_q must be an integer in 1..{levels}") from None
+    if not 1 <= n_q <= levels:
+        raise APIError(422, "invalid_n_q", f"n_q must be in 1..{levels}, got {n_q}")
+    rate = service.engine.config.sample_rate
+    try:
+        samples = await run_in_threadpool(_decode_audio, data, rate, service.settings.max_audio_seconds)
+    except AudioError as err:
+        raise APIError(400, "invalid_audio", str(err)) from None
+    except OverflowError as err:
+        raise APIError(413, "audio_too_long", str(err)) from None
+    codes = await _run(request, "encode", samples, samples.size / rate, key=n_q)
+    encoded = service.engine.tokenizer.wrap(codes, samples.size)
+    if _want_npy(request, format):
+        buffer = io.BytesIO()
+        np.save(buffer, codes_to_uint16(codes))
+        headers = {f"X-DMCodec-{k}": str(v) for k, v in {
+            "N-Q": encoded.n_q, "Frames": codes.shape[1], "Codebook-Size": encoded.codebook_size,
+            "Frame-Rate": encoded.frame_rate, "Sample-Rate": encoded.sample_rate,
+            "Num-Samples": encoded.num_samples, "Duration-S": encoded.duration_s,
+            "Model": encoded.model["name"], "Model-Sha256": encoded.model["sha256"]}.items()}
+        return Response(buffer.getvalue(), media_type="application/octet-stream", headers=headers)
+    return JSONResponse(encoded.to_json() | {"model": service.engine.model_info()})
+
+
+def _parse_tokens(body: bytes, content_type: str, num_samples: Optional[int], served_sha: str) -> DecodeItem:
+    if content_type in NPY_TYPES:
+        try:
+            codes = np.load(io.BytesIO(body), allow_pickle=False)
+        except (ValueError, OSError, EOFError) as err:
+            raise APIError(422, "invalid_tokens", f"not a .npy array: {err}") from None
+        if codes.dtype.kind not in "iu":
+            raise APIError(422, "invalid_tokens", f"codes must be integers, got {codes.dtype}")
+        return DecodeItem(codes.astype(np.int64), num_samples)
+    if content_type != "application/json":
+        raise APIError(415, "unsupported_media_type",
+                       f"send application/json (the encode response) or application/octet-stream (.npy); "
+                       f"got {content_type or 'none'}")
+    try:
+        request = DecodeRequest.model_validate_json(body)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()[:5])
+        raise APIError(422, "invalid_tokens", problems) from None
+    sha = (request.model or {}).get("sha256")
+    if sha and sha != served_sha:
+        raise APIError(409, "model_mismatch", f"tokens were made by model {sha[:12]}...; this service "
+                       f"serves {served_sha[:12]}...")
+    if len({len(level) for level in request.codes}) > 1:
+        raise APIError(422, "invalid_tokens", "codes must be a rectangular [n_q][frames] array")
+    return DecodeItem(np.asarray(request.codes, dtype=np.int64), num_samples or request.num_samples)
+
+
+@router.post("/v1/decode", response_class=Response, responses={
+    **ERRORS, 200: {"content": {"audio/wav": {}}, "description": "16-bit PCM WAV, mono, at the model's rate, "
+                                                                 "exactly num_samples long."}},
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "application/json": {"schema": DecodeRequest.model_json_schema()},
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary",
+                                                "description": ".npy of [n_q, frames] integers"}}}}},
+    dependencies=[Depends(require_api_key)], summary="Tokens -> audio")
+async def decode(request: Request,
+                 num_samples: Optional[int] = Query(None, ge=1, description="Output length (for .npy bodies).")):
+    service = _state(request)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    header = request.headers.get("x-dmcodec-num-samples")
+    if num_samples is None and header:
+        if not header.isdigit() or int(header) < 1:
+            raise APIError(422, "invalid_num_samples", "X-DMCodec-Num-Samples must be a positive integer")
+        num_samples = int(header)
+    item = _parse_tokens(await request.body(), content_type, num_samples, service.engine.codec.sha256)
+    tokenizer = service.engine.tokenizer
+    try:
+        tokenizer.check_codes(item.codes, item.num_samples)
+    except ValueError as err:
+        raise APIError(422, "invalid_tokens", str(err)) from None
+    seconds = item.codes.shape[1] / tokenizer.model.config.frame_rate
+    if seconds > service.settings.max_audio_seconds:
+        raise APIError(413, "audio_too_long", f"{item.codes.shape[1]} frames is {seconds:.1f} s; "
+                       f"the limit is {service.settings.max_audio_seconds:g} s")
+    audio = await _run(request, "decode", item, seconds, key=item.codes.shape[0])
+    body = await run_in_threadpool(wav_bytes, audio, tokenizer.sample_rate)
+    return Response(body, media_type="audio/wav", headers={"X-DMCodec-Num-Samples": str(audio.size)})
+
+
+# The documented short names.
+router.add_api_route("/encode", encode, methods=["POST"], include_in_schema=False,
+                     dependencies=[Depends(require_api_key)])
+router.add_api_route("/decode", decode, methods=["POST"], include_in_schema=False,
+                     dependencies=[Depends(require_api_key)])
+
+
+@router.get("/v1/info", response_model=InfoResponse, dependencies=[Depends(require_api_key)],
+            responses={401: ERRORS[401]}, summary="Model, limits and batching")
+async def info(request: Request) -> dict[str, Any]:
+    service = _state(request)
+    engine, s = service.engine, service.settings
+    config = engine.config
+    return {
+        "model": engine.model_info(),
+        "config": {k: v for k, v in config.to_dict().items() if k in type(config).__dataclass_fields__},
+        "metadata": engine.codec.metadata, "sample_rate": config.sample_rate, "frame_rate": config.frame_rate,
+        "hop_length": config.hop_length, "n_q": config.n_q, "codebook_size": config.codebook_size,
+        "bitrate_bps": config.bitrate(),
+        "limits": {"max_upload_mb": s.max_upload_mb, "max_audio_seconds": s.max_audio_seconds,
+                   "max_queue_size": s.max_queue_size, "request_timeout_s": s.request_timeout_s},
+        "batching": {"max_batch_size": s.max_batch_size, "max_batch_audio_seconds": s.max_batch_audio_seconds,
+                     "max_wait_ms": s.max_wait_ms},
+        "windowing": engine.tokenizer.windowing_info(),
+    }
+
+
+@router.get("/v2/health/live", response_model=Health, summary="The process is up")
+async def live() -> dict[str, str]:
+    return {"status": "live"}
+
+
+@router.get("/v2/health/ready", response_model=Health, responses={503: {"model": ErrorResponse}},
+            summary="The model is loaded and the service accepts work")
+async def ready(request: Request):
+    service = getattr(request.app.state, "service", None)
+    if service is None or not service.ready:
+        state = "draining" if service is not None and service.draining else "loading"
+        return JSONResponse({"error": {"code": state, "message": f"not ready: {state}"}}, status_code=503)
+    return {"status": "ready"}
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    body, content_type = request.app.state.metrics.exposition()
+    return Response(body, media_type=content_type)

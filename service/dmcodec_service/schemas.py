@@ -1,0 +1,72 @@
+"""Request and response bodies, as documented in the OpenAPI schema."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ModelRef(BaseModel):
+    name: str = Field(description="Checkpoint name.")
+    sha256: str = Field(description="sha256 of the checkpoint's weights file: the tokens' provenance.")
+    backend: str = Field(description="Inference backend (torch).")
+    precision: str = Field(description="Numeric precision the codes were computed in (fp32).")
+    device: str = Field(description="cpu or cuda[:N].")
+    threads: int = Field(description="Intra-op CPU threads (CPU results depend on it at the 1e-7 level).")
+
+
+class Windowing(BaseModel):
+    window_frames: int = Field(description="Audio up to this many frames is encoded in one piece.")
+    context_frames: int = Field(description="Context frames around each window of longer audio.")
+    batch_size: int = Field(description="Fixed model batch shape per window length (1 on CPU).")
+
+
+class EncodeResponse(BaseModel):
+    codes: list[list[int]] = Field(description="Token ids, [n_q][frames], each in 0..codebook_size-1.")
+    n_q: int = Field(description="Quantizer levels returned (1..8), coarse to fine.")
+    frames: int = Field(description="Frames per level: ceil(num_samples / hop_length).")
+    codebook_size: int = Field(description="Entries per codebook (1024).")
+    frame_rate: float = Field(description="Frames per second (50).")
+    sample_rate: int = Field(description="The model's sample rate; num_samples counts at this rate.")
+    num_samples: int = Field(description="Length of the audio after conversion to 16 kHz mono.")
+    duration_s: float = Field(description="num_samples / sample_rate.")
+    model: ModelRef
+    windowing: Windowing
+
+
+class DecodeRequest(BaseModel):
+    """An encode response, or just its codes. Other fields of the encode response are accepted."""
+
+    model_config = ConfigDict(extra="ignore")
+    codes: list[list[int]] = Field(description="[n_q][frames] token ids; 1..8 levels, coarse first.")
+    num_samples: Optional[int] = Field(None, ge=1, description="Output length in samples; default frames * 320.")
+    model: Optional[dict[str, Any]] = Field(None, description="If given, its sha256 must be the served model's.")
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable machine-readable reason, e.g. unsupported_media_type.")
+    message: str = Field(description="What went wrong, for people.")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class InfoResponse(BaseModel):
+    model: ModelRef
+    config: dict[str, Any] = Field(description="The checkpoint's config.json keys.")
+    metadata: dict[str, Any] = Field(description="The checkpoint's dmcodec metadata (training, format).")
+    sample_rate: int
+    frame_rate: float
+    hop_length: int
+    n_q: int
+    codebook_size: int
+    bitrate_bps: float = Field(description="Bits per second at all levels.")
+    limits: dict[str, Any] = Field(description="Upload, duration, queue and deadline limits.")
+    batching: dict[str, Any] = Field(description="Micro-batching settings.")
+    windowing: Windowing
+
+
+class Health(BaseModel):
+    status: str

@@ -1,0 +1,76 @@
+"""Service configuration: environment variables (prefix DMCODEC_) and an optional .env-style file."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Literal, Optional
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """Every knob of the service. Each field is read from `DMCODEC_<NAME>` (e.g.
+    `DMCODEC_MAX_BATCH_SIZE=16`) or from the file named by `DMCODEC_CONFIG_FILE`."""
+
+    model_config = SettingsConfigDict(env_prefix="DMCODEC_", env_file=os.environ.get("DMCODEC_CONFIG_FILE"),
+                                      extra="forbid")
+
+    checkpoint: Optional[Path] = Field(None, description="Checkpoint directory or weights file; "
+                                       "default: the bundled checkpoint.")
+    device: str = Field("auto", description="auto (cuda when available, else cpu), cpu, cuda or cuda:N.")
+    torch_threads: int = Field(0, ge=0, description="Intra-op CPU threads; 0 keeps torch's default (all cores).")
+    host: str = Field("127.0.0.1", description="Bind address (0.0.0.0 in containers).")
+    port: int = Field(8000, ge=1, le=65535)
+
+    max_batch_size: int = Field(8, ge=1, description="Requests the batcher groups into one model step.")
+    max_batch_audio_seconds: float = Field(120.0, gt=0, description="Audio seconds per model step.")
+    max_wait_ms: float = Field(5.0, ge=0, description="How long the batcher waits for more requests.")
+    max_queue_size: int = Field(64, ge=1, description="Queued requests; beyond this, 503 + Retry-After.")
+    request_timeout_s: float = Field(60.0, gt=0, description="Deadline from arrival; past it, 504.")
+    retry_after_s: int = Field(1, ge=1, description="Retry-After sent with 503.")
+
+    max_upload_mb: float = Field(50.0, gt=0, description="Largest request body (413 beyond).")
+    max_audio_seconds: float = Field(600.0, gt=0, description="Longest audio per request (413 beyond).")
+    window_frames: int = Field(1000, ge=10, description="Longest piece encoded at once (frames, 50/s).")
+    context_frames: int = Field(50, ge=0, description="Context around each window of long audio (frames).")
+
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Accepted keys (Bearer or X-API-Key); "
+                                "empty disables authentication. JSON list or comma-separated.")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    drain_timeout_s: float = Field(30.0, ge=0, description="On SIGTERM, time to finish queued work.")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value):
+        if isinstance(value, str):
+            value = value.strip()
+            if value.startswith("["):
+                return json.loads(value)
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        if value != "auto" and not (value == "cpu" or value == "cuda" or
+                                    (value.startswith("cuda:") and value[5:].isdigit())):
+            raise ValueError("device must be auto, cpu, cuda or cuda:N")
+        return value
+
+    @model_validator(mode="after")
+    def _check_limits(self) -> "ServiceSettings":
+        if self.context_frames * 2 >= self.window_frames:
+            raise ValueError("window_frames must exceed 2 * context_frames")
+        return self
+
+    def resolved_device(self) -> str:
+        import torch
+
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"device {self.device} requested but CUDA is not available")
+        return self.device

@@ -1,0 +1,76 @@
+"""The `dmcodec` command line, run as a user would (a subprocess)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+
+def dmcodec(*args, check=True):
+    result = subprocess.run([sys.executable, "-m", "dmcodec.cli", *map(str, args)], capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"dmcodec {args} failed:\n{result.stderr}")
+    return result
+
+
+def test_encode_decode_file_roundtrip(tiny_checkpoint, wav_dir, tmp_path):
+    tokens = tmp_path / "clip.json"
+    dmcodec("encode", wav_dir / "clip1.wav", "-o", tokens, "-c", tiny_checkpoint)
+    data = json.loads(tokens.read_text())
+    assert data["n_q"] == 8 and data["num_samples"] == sf.info(wav_dir / "clip1.wav").frames
+    out = tmp_path / "clip.wav"
+    dmcodec("decode", tokens, "-o", out, "-c", tiny_checkpoint)
+    audio, rate = sf.read(out)
+    assert rate == 16000 and audio.shape == (data["num_samples"],)
+
+
+def test_encode_directory_to_npy_with_index(tiny_checkpoint, wav_dir, tmp_path):
+    (wav_dir / "notes.txt").write_text("not audio")
+    out = tmp_path / "tokens"
+    dmcodec("encode", wav_dir, "-o", out, "-f", "npy", "--n-q", 4, "-c", tiny_checkpoint)
+    index = [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
+    assert len(index) == 4
+    for row in index:
+        codes = np.load(out / row["tokens"])
+        assert codes.dtype == np.uint16 and codes.shape == (4, row["frames"])
+        decoded = tmp_path / "d.wav"
+        dmcodec("decode", out / row["tokens"], "-o", decoded, "--num-samples", row["num_samples"],
+                "-c", tiny_checkpoint)
+        assert sf.info(decoded).frames == row["num_samples"]
+
+
+def test_info_and_convert_both_ways(tiny_checkpoint, tmp_path):
+    info = json.loads(dmcodec("info", tiny_checkpoint).stdout)
+    assert info["n_q"] == 8 and info["codebook_size"] == 64 and info["codebooks_initialised"]
+    dmcodec("convert", tiny_checkpoint, tmp_path / "release" / "model.pt")
+    dmcodec("convert", tmp_path / "release" / "model.pt", tmp_path / "ours")
+    back = json.loads(dmcodec("info", tmp_path / "ours").stdout)
+    assert back["metadata"]["training"]["source_sha256"] != info["sha256"]  # from the .pt file
+    assert back["config"] == info["config"]
+
+
+@pytest.mark.parametrize("content, message", [
+    ({"codes": [[1, 2], [3]]}, "not a readable token file|shape"),
+    ({"codes": [[70, 1]]}, "0..63"),
+    ({"codes": [[1.5, 1]]}, "integers"),
+    ({"nothing": 1}, "codes"),
+])
+def test_decode_errors_are_clear(tiny_checkpoint, tmp_path, content, message):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(content))
+    result = dmcodec("decode", bad, "-o", tmp_path / "x.wav", "-c", tiny_checkpoint, check=False)
+    assert result.returncode == 2
+    assert "error:" in result.stderr and __import__("re").search(message, result.stderr)
+
+
+def test_encode_errors_are_clear(tiny_checkpoint, tmp_path):
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "corrupt.wav").write_bytes(b"RIFF0000WAVEfmt garbage")
+    for name in ("empty.wav", "corrupt.wav"):
+        result = dmcodec("encode", tmp_path / name, "-o", tmp_path / "t.json", "-c", tiny_checkpoint, check=False)
+        assert result.returncode == 2 and "not a readable audio file" in result.stderr
+    missing = dmcodec("encode", tmp_path / "nope.wav", "-o", tmp_path / "t.json", check=False)
+    assert missing.returncode == 2 and "no such file" in missing.stderr
