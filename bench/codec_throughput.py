@@ -26,22 +26,32 @@ from dmcodec.checkpoint import LoadedCodec
 from dmcodec.signals import speech_like
 
 
-def build(preset_name: str) -> DMCodec:
+def build(preset_name: str, fit_codebooks: bool = True) -> DMCodec:
+    """Random weights. Codebooks are fitted to encoder frames (so codes are spread as in a
+    trained model), or, for memory measurements, drawn at random without running the encoder."""
     torch.manual_seed(0)
     model = DMCodec(preset(preset_name)).eval()
-    speech = torch.from_numpy(np.stack([speech_like(10.0, seed=i) for i in range(3)]))[:, None]
     with torch.no_grad():
-        model.quantizer.init_from_data(model.encoder(speech))
+        if fit_codebooks:
+            speech = torch.from_numpy(np.stack([speech_like(10.0, seed=i) for i in range(3)]))[:, None]
+            model.quantizer.init_from_data(model.encoder(speech))
+        else:
+            for level in model.quantizer.levels:
+                level.embed.normal_()
+                level.inited.fill_(1)
     return model
 
 
-def best_time(fn, repeats: int) -> float:
-    times = []
+def best_times(cases: dict, repeats: int) -> dict:
+    """Fastest of `repeats` runs per case, the cases interleaved so that both implementations
+    meet the same background load on a shared machine."""
+    best = {key: float("inf") for key in cases}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for key, fn in cases.items():
+            start = time.perf_counter()
+            fn()
+            best[key] = min(best[key], time.perf_counter() - start)
+    return best
 
 
 def throughput(args) -> None:
@@ -68,7 +78,7 @@ def throughput(args) -> None:
         with torch.inference_mode():
             for fn in cases.values():  # warm-up
                 fn()
-            results = {key: audio_s / best_time(fn, args.repeats) for key, fn in cases.items()}
+            results = {key: audio_s / t for key, t in best_times(cases, args.repeats).items()}
         for op in ("encode", "decode"):
             rows.append({"op": op, "batch": batch, "ours_x_realtime": round(results[(op, "ours")], 2),
                          "reference_x_realtime": round(results[(op, "speechtokenizer")], 2),
@@ -83,7 +93,7 @@ def throughput(args) -> None:
 
 def long_audio(args) -> None:
     """Child process: encode and decode `--minutes` of audio in one call, print peak RSS."""
-    model = build(args.preset)
+    model = build(args.preset, fit_codebooks=False)
     tokenizer = Tokenizer(LoadedCodec(model.for_inference(), sha256="bench", name=args.preset, path=None))
     base = speech_like(20.0, seed=1)
     audio = np.tile(base, int(np.ceil(args.minutes * 3)))[: int(args.minutes * 60 * 16000)]
@@ -94,7 +104,7 @@ def long_audio(args) -> None:
     elapsed = time.perf_counter() - start
     assert decoded.shape == audio.shape
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"minutes": args.minutes, "peak_rss_mb": round(peak), "rss_after_load_mb": round(rss_before),
+    print(json.dumps({"minutes": args.minutes, "peak_rss_mb": round(peak), "rss_before_mb": round(rss_before),
                       "encode_decode_x_realtime": round(args.minutes * 60 / elapsed, 2)}))
 
 
@@ -109,7 +119,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="paper")
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--memory", action="store_true", help="also measure peak RSS for 1 and 10 minutes")
     parser.add_argument("--child-minutes", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -1,0 +1,59 @@
+"""Run the service in a subprocess on 127.0.0.1: for tests, benchmarks and local bulk jobs."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator, Optional
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def local_server(checkpoint: Optional[Path], log_path: Path, ready_timeout: float = 180,
+                 **settings) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Start `python -m dmcodec_service` on a free port and wait until it is ready.
+
+    Yields (base URL, process); on exit sends SIGTERM (the service drains) and waits.
+    Keyword settings become DMCODEC_<NAME> environment variables.
+    """
+    port = free_port()
+    env = {**os.environ, "DMCODEC_PORT": str(port), "DMCODEC_HOST": "127.0.0.1"}
+    if checkpoint:
+        env["DMCODEC_CHECKPOINT"] = str(checkpoint)
+    env.update({f"DMCODEC_{k.upper()}": str(v) for k, v in settings.items()})
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen([sys.executable, "-m", "dmcodec_service"], env=env, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + ready_timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited with {process.returncode}: {Path(log_path).read_text()[-2000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server not ready in {ready_timeout} s: {Path(log_path).read_text()[-2000:]}")
+            time.sleep(0.2)
+        yield url, process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
