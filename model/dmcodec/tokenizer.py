@@ -144,6 +144,13 @@ class Tokenizer:
         self.model = codec.model
         self.policy = policy or WindowPolicy()
         self.device = next(self.model.parameters()).device
+        if self.device.type == "cuda":
+            # fp32 means fp32: TF32 convolutions/matmuls and autotuned kernels would re-draw
+            # codes with the hardware generation or the run.
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cudnn.benchmark = False
+            torch.backends.cudnn.deterministic = True
 
     # -- identity ---------------------------------------------------------------------------
     @property

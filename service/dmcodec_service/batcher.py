@@ -98,11 +98,12 @@ class Batcher:
         end = time.monotonic() + timeout
         while (self.depth() or self._running) and time.monotonic() < end:
             await asyncio.sleep(0.02)
+        leftovers = list(self._running)  # read before cancelling: the loop clears it on exit
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        leftovers = self._running + ([self._carry] if self._carry else [])
+        leftovers += [self._carry] if self._carry else []
         self._carry = None
         while not self.queue.empty():
             leftovers.append(self.queue.get_nowait())
