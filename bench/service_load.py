@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dmcodec import Tokenizer, load_checkpoint
+from dmcodec import Tokenizer, WindowPolicy, load_checkpoint
 from dmcodec.audio import wav_bytes
 from dmcodec.defaults import resolve_checkpoint
 from dmcodec.signals import speech_like
@@ -73,11 +73,8 @@ async def load(url: str, clips: list[bytes], clip_seconds: float, concurrency: i
             "mean_batch": round((after[0] - before[0]) / batches, 2) if batches else 0.0}
 
 
-def in_process(checkpoint: Path, clips: list[np.ndarray], clip_seconds: float, threads: int) -> float:
-    import torch
-
-    torch.set_num_threads(threads)
-    tokenizer = Tokenizer(load_checkpoint(checkpoint))
+def in_process(checkpoint: Path, clips: list[np.ndarray], clip_seconds: float, workers: int) -> float:
+    tokenizer = Tokenizer(load_checkpoint(checkpoint), WindowPolicy(workers=workers))
     tokenizer.encode_arrays(clips[:2])
     start = time.monotonic()
     tokenizer.encode_arrays(clips)
@@ -90,20 +87,20 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="load time per concurrency level")
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 4, 16, 64])
     parser.add_argument("--clip-seconds", type=float, default=5.0)
-    parser.add_argument("--threads", type=int, default=2, help="intra-op threads, server and in-process")
+    parser.add_argument("--workers", type=int, default=2, help="window workers, server and in-process")
     args = parser.parse_args()
     checkpoint = resolve_checkpoint(args.checkpoint)
     arrays = [speech_like(args.clip_seconds, seed=i) for i in range(16)]
     clips = [wav_bytes(a, 16000) for a in arrays]
-    reference = in_process(checkpoint, arrays, args.clip_seconds, args.threads)
+    reference = in_process(checkpoint, arrays, args.clip_seconds, args.workers)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        with local_server(checkpoint, Path(tmp) / "server.log", torch_threads=args.threads,
+        with local_server(checkpoint, Path(tmp) / "server.log", workers=args.workers,
                           max_queue_size=256, max_batch_size=16, max_wait_ms=5) as (url, _):
             for level in args.levels:
                 rows.append(asyncio.run(load(url, clips, args.clip_seconds, level, args.seconds)))
     by_level = {r["concurrency"]: r["audio_s_per_s"] for r in rows}
-    print(f"checkpoint={checkpoint} clip={args.clip_seconds}s threads={args.threads} "
+    print(f"checkpoint={checkpoint} clip={args.clip_seconds}s workers={args.workers} "
           f"in-process throughput={reference:.2f} audio s/s")
     print(f"{'concurrency':>11}{'requests':>10}{'audio s/s':>11}{'p50 s':>8}{'p95 s':>8}{'p99 s':>8}{'batch':>7}")
     for r in rows:

@@ -13,8 +13,8 @@ from dmcodec_service.local import local_server
 
 @contextlib.contextmanager
 def running_server(checkpoint: Path, log_path: Path, **settings):
-    """Yields (base_url, process); two intra-op threads, like CI's machine."""
-    with local_server(checkpoint, log_path, torch_threads=settings.pop("torch_threads", 2), **settings) as server:
+    """Yields (base_url, process); two window workers, like CI's machine."""
+    with local_server(checkpoint, log_path, workers=settings.pop("workers", 2), **settings) as server:
         yield server
 
 

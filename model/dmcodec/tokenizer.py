@@ -15,12 +15,18 @@ computation always has the same tensor shapes, whatever else is being encoded:
    exactly equal length run together in batches padded with silent windows to one fixed size
    per length, so the batch shape never depends on the traffic. No padding ever enters a
    window itself.
+3. Threads. CPU kernels also split their work by the intra-op thread count (1 vs 2 threads
+   changed 0.7% of codes here), so on CPU every window is computed with exactly one thread,
+   and `workers` windows run side by side. Codes then do not depend on the machine's core
+   count either, and throughput scales with cores without threads waiting on each other.
 Decoding uses the same windows over frames.
 """
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
@@ -39,6 +45,7 @@ class WindowPolicy:
         window_frames: the longest piece encoded at once (50 frames = 1 s at 16 kHz).
         context_frames: frames of real audio on each side of a core, encoded and dropped.
         batch_mode: `single`, `fixed` or `auto` (single on CPU, fixed on GPU); see above.
+        workers: CPU windows computed in parallel, one thread each (0: one per available core).
         max_batch_items: windows per model call in `fixed` mode.
         max_batch_frames: total frames per model call in `fixed` mode (bounds memory).
     """
@@ -46,6 +53,7 @@ class WindowPolicy:
     window_frames: int = 1000
     context_frames: int = 50
     batch_mode: str = "auto"
+    workers: int = 0
     max_batch_items: int = 8
     max_batch_frames: int = 4000
 
@@ -54,6 +62,8 @@ class WindowPolicy:
             raise ValueError("window_frames must exceed 2 * context_frames >= 0")
         if self.max_batch_items < 1 or self.max_batch_frames < self.window_frames:
             raise ValueError("max_batch_items must be >= 1 and max_batch_frames >= window_frames")
+        if self.workers < 0:
+            raise ValueError("workers must be >= 0")
         if self.batch_mode not in ("auto", "single", "fixed"):
             raise ValueError(f"batch_mode must be auto, single or fixed, got {self.batch_mode!r}")
 
@@ -151,6 +161,9 @@ class Tokenizer:
             torch.backends.cudnn.allow_tf32 = False
             torch.backends.cudnn.benchmark = False
             torch.backends.cudnn.deterministic = True
+        workers = self.policy.workers or len(os.sched_getaffinity(0))
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="dmcodec-window") \
+            if self.device.type == "cpu" else None
 
     # -- identity ---------------------------------------------------------------------------
     @property
@@ -168,7 +181,8 @@ class Tokenizer:
     def windowing_info(self) -> dict[str, Any]:
         frames = self.policy.window_frames
         return {"window_frames": frames, "context_frames": self.policy.context_frames,
-                "batch_size": self.policy.batch_size(frames, self.device)}
+                "batch_size": self.policy.batch_size(frames, self.device),
+                "intra_op_threads": 1 if self._pool else 0}
 
     # -- batching ---------------------------------------------------------------------------
     def _batches(self, jobs: list[_Job], dim: int) -> Iterator[tuple[list[_Job], torch.Tensor]]:
@@ -185,6 +199,21 @@ class Tokenizer:
                 data += [torch.zeros_like(data[0])] * (size - len(chunk))
                 yield chunk, torch.stack(data, dim=dim).to(self.device)
 
+    def _map(self, jobs: list[_Job], dim: int, compute) -> list[tuple[list[_Job], torch.Tensor]]:
+        """(jobs, compute(stacked inputs)) for every batch. On CPU the batches run on the worker
+        pool with one intra-op thread each. The thread count is process-wide in torch: other
+        torch work running in this process meanwhile also runs single-threaded."""
+        batches = list(self._batches(jobs, dim))
+        if self._pool is None:
+            return [(chunk, compute(data)) for chunk, data in batches]
+        previous = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            outputs = list(self._pool.map(lambda batch: compute(batch[1]), batches))
+        finally:
+            torch.set_num_threads(previous)
+        return [(chunk, out) for (chunk, _), out in zip(batches, outputs)]
+
     # -- encoding ---------------------------------------------------------------------------
     def encode_arrays(self, clips: Sequence[np.ndarray], n_q: int | None = None) -> list[np.ndarray]:
         """Mono float32 clips at the model's rate -> codes [n_q, ceil(T / hop)] each."""
@@ -200,8 +229,8 @@ class Tokenizer:
                 jobs.append(_Job(index, window, piece[None]))
         n_q = n_q or self.model.config.n_q
         out = [np.zeros((n_q, f), dtype=np.int64) for f in frames]
-        for batch, wav in self._batches(jobs, dim=0):  # wav: [B, 1, T]
-            codes = self.model.encode(wav, n_q).cpu().numpy()  # [n_q, B, F]
+        # wav [B, 1, T] -> codes [n_q, B, F]
+        for batch, codes in self._map(jobs, 0, lambda wav: self.model.encode(wav, n_q).cpu().numpy()):
             for b, job in enumerate(batch):
                 w = job.window
                 out[job.clip][:, w.start : w.stop] = codes[:, b, w.start - w.outer_start : w.stop - w.outer_start]
@@ -260,8 +289,8 @@ class Tokenizer:
             for window in plan_windows(codes_t.shape[1], self.policy):
                 jobs.append(_Job(index, window, codes_t[:, window.outer_start : window.outer_stop]))
         out = [np.zeros(-(-n // hop) * hop, dtype=np.float32) for n in lengths]
-        for batch, codes_b in self._batches(jobs, dim=1):  # codes_b: [n_q, B, F]
-            audio = self.model.decode(codes_b)[:, 0].float().cpu().numpy()  # [B, F * hop]
+        # codes [n_q, B, F] -> audio [B, F * hop]
+        for batch, audio in self._map(jobs, 1, lambda codes: self.model.decode(codes)[:, 0].float().cpu().numpy()):
             for b, job in enumerate(batch):
                 w = job.window
                 out[job.clip][w.start * hop : w.stop * hop] = audio[b, (w.start - w.outer_start) * hop :

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any, Hashable, Sequence
 
 import numpy as np
-import torch
 
 from dmcodec import Tokenizer, WindowPolicy, load_checkpoint
 from dmcodec.defaults import resolve_checkpoint
@@ -29,12 +28,11 @@ class Engine:
     """A loaded tokenizer and the two batch operations the batcher calls."""
 
     def __init__(self, settings: ServiceSettings):
-        if settings.torch_threads:
-            torch.set_num_threads(settings.torch_threads)
         self.device = settings.resolved_device()
         started = time.monotonic()
         self.codec = load_checkpoint(resolve_checkpoint(settings.checkpoint), device=self.device)
-        policy = WindowPolicy(window_frames=settings.window_frames, context_frames=settings.context_frames)
+        policy = WindowPolicy(window_frames=settings.window_frames, context_frames=settings.context_frames,
+                              workers=settings.workers)
         self.tokenizer = Tokenizer(self.codec, policy)
         self.load_seconds = time.monotonic() - started
 
@@ -43,7 +41,7 @@ class Engine:
         return self.codec.config
 
     def model_info(self) -> dict[str, Any]:
-        return {**self.tokenizer.model_info(), "threads": torch.get_num_threads()}
+        return self.tokenizer.model_info()
 
     def warm_up(self) -> None:
         """One encode and decode, so the first request does not pay for lazy initialisation."""

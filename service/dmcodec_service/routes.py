@@ -152,7 +152,7 @@ async def encode(request: Request,
             "Num-Samples": encoded.num_samples, "Duration-S": encoded.duration_s,
             "Model": encoded.model["name"], "Model-Sha256": encoded.model["sha256"]}.items()}
         return Response(buffer.getvalue(), media_type="application/octet-stream", headers=headers)
-    return JSONResponse(encoded.to_json() | {"model": service.engine.model_info()})
+    return JSONResponse(encoded.to_json())
 
 
 def _parse_tokens(body: bytes, content_type: str, num_samples: Optional[int], served_sha: str) -> DecodeItem:

@@ -13,13 +13,14 @@ class ModelRef(BaseModel):
     backend: str = Field(description="Inference backend (torch).")
     precision: str = Field(description="Numeric precision the codes were computed in (fp32).")
     device: str = Field(description="cpu or cuda[:N].")
-    threads: int = Field(description="Intra-op CPU threads (CPU results depend on it at the 1e-7 level).")
 
 
 class Windowing(BaseModel):
     window_frames: int = Field(description="Audio up to this many frames is encoded in one piece.")
     context_frames: int = Field(description="Context frames around each window of longer audio.")
     batch_size: int = Field(description="Fixed model batch shape per window length (1 on CPU).")
+    intra_op_threads: int = Field(description="Threads per window on CPU (always 1, so codes do not depend "
+                                  "on the core count); 0 on GPU.")
 
 
 class EncodeResponse(BaseModel):

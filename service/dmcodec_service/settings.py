@@ -21,7 +21,7 @@ class ServiceSettings(BaseSettings):
     checkpoint: Optional[Path] = Field(None, description="Checkpoint directory or weights file; "
                                        "default: the bundled checkpoint.")
     device: str = Field("auto", description="auto (cuda when available, else cpu), cpu, cuda or cuda:N.")
-    torch_threads: int = Field(0, ge=0, description="Intra-op CPU threads; 0 keeps torch's default (all cores).")
+    workers: int = Field(0, ge=0, description="CPU windows computed in parallel, one thread each; 0: one per core.")
     host: str = Field("127.0.0.1", description="Bind address (0.0.0.0 in containers).")
     port: int = Field(8000, ge=1, le=65535)
 
