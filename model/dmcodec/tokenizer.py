@@ -24,7 +24,9 @@ Decoding uses the same windows over frames.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -164,6 +166,9 @@ class Tokenizer:
         workers = self.policy.workers or len(os.sched_getaffinity(0))
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="dmcodec-window") \
             if self.device.type == "cpu" else None
+        self._threads_lock = threading.Lock()
+        self._active_calls = 0
+        self._saved_threads = torch.get_num_threads()
 
     # -- identity ---------------------------------------------------------------------------
     @property
@@ -199,6 +204,23 @@ class Tokenizer:
                 data += [torch.zeros_like(data[0])] * (size - len(chunk))
                 yield chunk, torch.stack(data, dim=dim).to(self.device)
 
+    @contextlib.contextmanager
+    def _single_threaded(self) -> Iterator[None]:
+        """torch's thread count is process-wide: set it to 1 while any call of this tokenizer
+        runs (calls may overlap, e.g. in the service), and restore it after the last one."""
+        with self._threads_lock:
+            if self._active_calls == 0:
+                self._saved_threads = torch.get_num_threads()
+                torch.set_num_threads(1)
+            self._active_calls += 1
+        try:
+            yield
+        finally:
+            with self._threads_lock:
+                self._active_calls -= 1
+                if self._active_calls == 0:
+                    torch.set_num_threads(self._saved_threads)
+
     def _map(self, jobs: list[_Job], dim: int, compute) -> list[tuple[list[_Job], torch.Tensor]]:
         """(jobs, compute(stacked inputs)) for every batch. On CPU the batches run on the worker
         pool with one intra-op thread each. The thread count is process-wide in torch: other
@@ -206,12 +228,8 @@ class Tokenizer:
         batches = list(self._batches(jobs, dim))
         if self._pool is None:
             return [(chunk, compute(data)) for chunk, data in batches]
-        previous = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        with self._single_threaded():
             outputs = list(self._pool.map(lambda batch: compute(batch[1]), batches))
-        finally:
-            torch.set_num_threads(previous)
         return [(chunk, out) for (chunk, _), out in zip(batches, outputs)]
 
     # -- encoding ---------------------------------------------------------------------------

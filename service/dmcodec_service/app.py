@@ -44,7 +44,7 @@ def create_app(settings: Optional[ServiceSettings] = None, engine: Optional[Engi
         batcher = Batcher(loaded.process, max_batch_size=settings.max_batch_size,
                           max_batch_audio_seconds=settings.max_batch_audio_seconds,
                           max_wait_s=settings.max_wait_ms / 1000, max_queue_size=settings.max_queue_size,
-                          metrics=metrics)
+                          max_concurrent_batches=settings.max_concurrent_batches, metrics=metrics)
         await batcher.start()
         state = ServiceState(settings, loaded, batcher)
         app.state.service = state

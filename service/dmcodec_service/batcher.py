@@ -2,7 +2,9 @@
 
 Requests wait at most `max_wait_s` for company, up to `max_batch_size` requests and
 `max_batch_audio_seconds` of audio. The model runs in one worker thread, so the event loop
-keeps accepting (and refusing, when the queue is full) while it computes. Within a batch,
+keeps accepting (and refusing, when the queue is full) while it computes. Up to
+`max_concurrent_batches` batches compute at once, so the next batch fills the model's idle
+workers while the last windows of the current one finish. Within a batch,
 requests are grouped by (op, key) - key being e.g. the number of levels - and each group is
 one call of `process`, which returns one result or exception per request.
 """
@@ -36,7 +38,7 @@ class DeadlineExceeded(Exception):
     """The request's deadline passed before the model got to it."""
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity: jobs are tracked in sets
 class Job:
     op: str
     key: Hashable
@@ -52,11 +54,12 @@ class Batcher:
         process: `process(op, key, payloads) -> results`, run in the worker thread; an
             exception instance in the results fails that request alone.
         max_batch_size, max_batch_audio_seconds, max_wait_s, max_queue_size: the limits.
+        max_concurrent_batches: batches computing at once (process must be thread-safe if > 1).
         metrics: where queue and batch statistics go.
     """
 
     def __init__(self, process: Process, *, max_batch_size: int, max_batch_audio_seconds: float,
-                 max_wait_s: float, max_queue_size: int, metrics: Metrics):
+                 max_wait_s: float, max_queue_size: int, metrics: Metrics, max_concurrent_batches: int = 1):
         self.process = process
         self.max_batch_size = max_batch_size
         self.max_batch_audio_seconds = max_batch_audio_seconds
@@ -65,9 +68,11 @@ class Batcher:
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=max_queue_size)
         self.accepting = False
         self._carry: Job | None = None  # taken from the queue but over the last batch's budget
-        self._running: list[Job] = []
+        self._running: set[Job] = set()
+        self._batches: set[asyncio.Task] = set()
+        self._slots = asyncio.Semaphore(max_concurrent_batches)
         self._task: asyncio.Task | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dmcodec-model")
+        self._executor = ThreadPoolExecutor(max_concurrent_batches, thread_name_prefix="dmcodec-model")
         metrics.queue_depth.set_function(self.depth)
 
     def depth(self) -> int:
@@ -98,11 +103,12 @@ class Batcher:
         end = time.monotonic() + timeout
         while (self.depth() or self._running) and time.monotonic() < end:
             await asyncio.sleep(0.02)
-        leftovers = list(self._running)  # read before cancelling: the loop clears it on exit
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        leftovers = list(self._running)  # read before cancelling: the batches clear it on exit
+        for task in [self._task, *self._batches]:
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         leftovers += [self._carry] if self._carry else []
         self._carry = None
         while not self.queue.empty():
@@ -152,17 +158,28 @@ class Batcher:
         return live
 
     async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
-            self._running = await self._collect()
-            try:
-                groups: dict[tuple[str, Hashable], list[Job]] = {}
-                for job in self._live(self._running):
-                    groups.setdefault((job.op, job.key), []).append(job)
-                for (op, key), jobs in groups.items():
-                    await self._run(loop, op, key, self._live(jobs))
-            finally:
-                self._running = []
+            batch = await self._collect()
+            await self._slots.acquire()
+            task = asyncio.create_task(self._process(batch))
+            self._batches.add(task)
+            task.add_done_callback(self._batch_done)
+
+    def _batch_done(self, task: asyncio.Task) -> None:
+        self._batches.discard(task)
+        self._slots.release()
+
+    async def _process(self, batch: list[Job]) -> None:
+        loop = asyncio.get_running_loop()
+        self._running.update(batch)
+        try:
+            groups: dict[tuple[str, Hashable], list[Job]] = {}
+            for job in self._live(batch):
+                groups.setdefault((job.op, job.key), []).append(job)
+            for (op, key), jobs in groups.items():
+                await self._run(loop, op, key, self._live(jobs))
+        finally:
+            self._running.difference_update(batch)
 
     async def _run(self, loop: asyncio.AbstractEventLoop, op: str, key: Hashable, jobs: list[Job]) -> None:
         if not jobs:

@@ -28,6 +28,8 @@ class ServiceSettings(BaseSettings):
     max_batch_size: int = Field(8, ge=1, description="Requests the batcher groups into one model step.")
     max_batch_audio_seconds: float = Field(120.0, gt=0, description="Audio seconds per model step.")
     max_wait_ms: float = Field(5.0, ge=0, description="How long the batcher waits for more requests.")
+    max_concurrent_batches: int = Field(2, ge=1, description="Batches computing at once; 2 keeps every CPU "
+                                        "worker busy while a batch's last windows finish.")
     max_queue_size: int = Field(64, ge=1, description="Queued requests; beyond this, 503 + Retry-After.")
     request_timeout_s: float = Field(60.0, gt=0, description="Deadline from arrival; past it, 504.")
     retry_after_s: int = Field(1, ge=1, description="Retry-After sent with 503.")
