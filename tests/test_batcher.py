@@ -149,3 +149,32 @@ def test_drain_timeout_fails_leftovers_instead_of_hanging():
         return await asyncio.gather(*futures, return_exceptions=True)
 
     assert all(isinstance(r, Draining) for r in run(scenario()))
+
+
+def test_concurrent_batches_overlap_and_all_finish():
+    class Overlap(Recorder):
+        def __init__(self):
+            super().__init__(delay=0.1)
+            self.active = self.peak = 0
+            self.lock = threading.Lock()
+
+        def __call__(self, op, key, payloads):
+            with self.lock:
+                self.active += 1
+                self.peak = max(self.peak, self.active)
+            try:
+                return super().__call__(op, key, payloads)
+            finally:
+                with self.lock:
+                    self.active -= 1
+
+    async def scenario():
+        model = Overlap()
+        batcher = make(model, max_batch_size=2, max_wait_s=0, max_concurrent_batches=2)
+        await batcher.start()
+        futures = [batcher.submit("encode", i, audio_seconds=1, deadline=far()) for i in range(8)]
+        await batcher.drain(10)
+        return model, await asyncio.gather(*futures)
+
+    model, results = run(scenario())
+    assert results == [f"encode:{i}" for i in range(8)] and model.peak == 2

@@ -204,7 +204,7 @@ def test_deadline_gives_504_and_disconnected_clients_are_not_computed(tiny_check
         assert 504 in statuses, statuses
     long_clip = wav_bytes(speech_like(40.0, seed=2), 16000)  # seconds of work for the small model
     with running_server(small_checkpoint, tmp_path / "log2", max_batch_size=1, max_wait_ms=0,
-                        max_audio_seconds=60) as (url, _):
+                        max_concurrent_batches=1, max_audio_seconds=60) as (url, _):
         before = scrape(url)
 
         async def leave_early():

@@ -160,6 +160,7 @@ class Batcher:
     async def _loop(self) -> None:
         while True:
             batch = await self._collect()
+            self._running.update(batch)  # counted as running while it waits for a slot
             await self._slots.acquire()
             task = asyncio.create_task(self._process(batch))
             self._batches.add(task)
@@ -171,7 +172,6 @@ class Batcher:
 
     async def _process(self, batch: list[Job]) -> None:
         loop = asyncio.get_running_loop()
-        self._running.update(batch)
         try:
             groups: dict[tuple[str, Hashable], list[Job]] = {}
             for job in self._live(batch):
