@@ -74,6 +74,7 @@ class Batcher:
         self._task: asyncio.Task | None = None
         self._executor = ThreadPoolExecutor(max_concurrent_batches, thread_name_prefix="dmcodec-model")
         metrics.queue_depth.set_function(self.depth)
+        metrics.queue_capacity.set(max_queue_size)
 
     def depth(self) -> int:
         return self.queue.qsize() + (self._carry is not None)

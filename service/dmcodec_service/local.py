@@ -23,11 +23,12 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def local_server(checkpoint: Optional[Path], log_path: Path, ready_timeout: float = 180,
-                 **settings) -> Iterator[tuple[str, subprocess.Popen]]:
+                 python: str = sys.executable, **settings) -> Iterator[tuple[str, subprocess.Popen]]:
     """Start `python -m dmcodec_service` on a free port and wait until it is ready.
 
     Yields (base URL, process); on exit sends SIGTERM (the service drains) and waits.
-    Keyword settings become DMCODEC_<NAME> environment variables.
+    `python` is the interpreter whose environment runs it. Keyword settings become
+    DMCODEC_<NAME> environment variables.
     """
     port = free_port()
     env = {**os.environ, "DMCODEC_PORT": str(port), "DMCODEC_HOST": "127.0.0.1"}
@@ -35,7 +36,7 @@ def local_server(checkpoint: Optional[Path], log_path: Path, ready_timeout: floa
         env["DMCODEC_CHECKPOINT"] = str(checkpoint)
     env.update({f"DMCODEC_{k.upper()}": str(v) for k, v in settings.items()})
     with open(log_path, "ab") as log:
-        process = subprocess.Popen([sys.executable, "-m", "dmcodec_service"], env=env, stdout=log, stderr=log)
+        process = subprocess.Popen([python, "-m", "dmcodec_service"], env=env, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + ready_timeout

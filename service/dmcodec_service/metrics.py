@@ -32,6 +32,7 @@ class Metrics:
         self.batch_audio = Histogram("dmcodec_batch_size_audio_seconds", "Audio seconds per batch.",
                                      ["op"], buckets=AUDIO_BUCKETS, registry=r)
         self.queue_depth = Gauge("dmcodec_queue_depth", "Requests waiting for the model.", registry=r)
+        self.queue_capacity = Gauge("dmcodec_queue_capacity", "The queue's limit (max_queue_size).", registry=r)
         self.inflight = Gauge("dmcodec_inflight_requests", "Requests being handled.", registry=r)
         self.audio_seconds = Counter("dmcodec_audio_seconds", "Audio seconds encoded or decoded.",
                                      ["op"], registry=r)

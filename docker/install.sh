@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Builds the service's Python environment: the Dockerfile runs this, and so does a test, so
+# that what the image installs is checked on machines without a container engine.
+#   VENV             where to create the environment (default /opt/venv)
+#   TORCH_INDEX_URL  where torch==2.13.0 comes from (a CPU or CUDA wheel index); unset: pip's default
+#   DMCODEC_CACHE    where an untrained stand-in goes while no trained checkpoint is bundled
+set -euo pipefail
+src="$(cd "$(dirname "$0")/.." && pwd)"
+venv="${VENV:-/opt/venv}"
+python3 -m venv "$venv"
+pip=("$venv/bin/python" -m pip install --no-cache-dir --disable-pip-version-check --quiet)
+if [ -n "${TORCH_INDEX_URL:-}" ]; then
+    "${pip[@]}" --index-url "$TORCH_INDEX_URL" torch==2.13.0
+fi
+"${pip[@]}" "$src[serve]"
+# The trained default ships inside the package; until it does, resolving the default creates
+# a labelled untrained checkpoint under $DMCODEC_CACHE, baked into the image here.
+DMCODEC_CACHE="${DMCODEC_CACHE:-/opt/dmcodec/cache}" "$venv/bin/python" -c \
+    "from dmcodec.defaults import resolve_checkpoint; print('default checkpoint:', resolve_checkpoint())"
