@@ -21,7 +21,7 @@ import warnings
 import numpy as np
 import torch
 
-from dmcodec import DMCodec, Tokenizer, preset
+from dmcodec import DMCodec, Tokenizer, WindowPolicy, preset
 from dmcodec.checkpoint import LoadedCodec
 from dmcodec.signals import speech_like
 
@@ -60,7 +60,8 @@ def throughput(args) -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     model = build(args.preset)
     twin = reference_twin(model)
-    ours = Tokenizer(LoadedCodec(model.for_inference(), sha256="bench", name=args.preset, path=None))
+    codec = LoadedCodec(model.for_inference(), sha256="bench", name=args.preset, path=None)
+    ours = Tokenizer(codec, WindowPolicy(threads_per_window=args.threads_per_window))
     clips = [speech_like(args.seconds, seed=100 + i) for i in range(8)]
     wav = torch.from_numpy(np.stack(clips))[:, None]
     with torch.inference_mode():
@@ -84,11 +85,22 @@ def throughput(args) -> None:
                          "reference_x_realtime": round(results[(op, "speechtokenizer")], 2),
                          "ratio": round(results[(op, "ours")] / results[(op, "speechtokenizer")], 3)})
     print(f"preset={args.preset} params={model.num_parameters() / 1e6:.2f}M clip={args.seconds}s "
-          f"threads={torch.get_num_threads()}")
+          f"reference threads={torch.get_num_threads()} ours: {args.threads_per_window} thread(s) per window, "
+          f"{ours.windowing_info()}")
     print(f"{'op':<8}{'batch':>6}{'ours xRT':>10}{'ref xRT':>10}{'ours/ref':>10}")
     for r in rows:
         print(f"{r['op']:<8}{r['batch']:>6}{r['ours_x_realtime']:>10}{r['reference_x_realtime']:>10}{r['ratio']:>10}")
     print(json.dumps(rows))
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. VmHWM, not ru_maxrss: Linux carries ru_maxrss over
+    fork and exec, so a child started by a large parent would report the parent's peak."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def long_audio(args) -> None:
@@ -97,13 +109,13 @@ def long_audio(args) -> None:
     tokenizer = Tokenizer(LoadedCodec(model.for_inference(), sha256="bench", name=args.preset, path=None))
     base = speech_like(20.0, seed=1)
     audio = np.tile(base, int(np.ceil(args.minutes * 3)))[: int(args.minutes * 60 * 16000)]
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_before = peak_rss_mb()
     start = time.perf_counter()
     codes = tokenizer.encode_arrays([audio])[0]
     decoded = tokenizer.decode(codes, audio.size)
     elapsed = time.perf_counter() - start
     assert decoded.shape == audio.shape
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mb()
     print(json.dumps({"minutes": args.minutes, "peak_rss_mb": round(peak), "rss_before_mb": round(rss_before),
                       "encode_decode_x_realtime": round(args.minutes * 60 / elapsed, 2)}))
 
@@ -120,6 +132,7 @@ def main() -> None:
     parser.add_argument("--preset", default="paper")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads-per-window", type=int, default=1)
     parser.add_argument("--memory", action="store_true", help="also measure peak RSS for 1 and 10 minutes")
     parser.add_argument("--child-minutes", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -73,8 +73,8 @@ async def load(url: str, clips: list[bytes], clip_seconds: float, concurrency: i
             "mean_batch": round((after[0] - before[0]) / batches, 2) if batches else 0.0}
 
 
-def in_process(checkpoint: Path, clips: list[np.ndarray], clip_seconds: float, workers: int) -> float:
-    tokenizer = Tokenizer(load_checkpoint(checkpoint), WindowPolicy(workers=workers))
+def in_process(checkpoint: Path, clips: list[np.ndarray], clip_seconds: float, workers: int, threads: int) -> float:
+    tokenizer = Tokenizer(load_checkpoint(checkpoint), WindowPolicy(workers=workers, threads_per_window=threads))
     tokenizer.encode_arrays(clips[:2])
     start = time.monotonic()
     tokenizer.encode_arrays(clips)
@@ -87,20 +87,23 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="load time per concurrency level")
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 4, 16, 64])
     parser.add_argument("--clip-seconds", type=float, default=5.0)
-    parser.add_argument("--workers", type=int, default=2, help="window workers, server and in-process")
+    parser.add_argument("--workers", type=int, default=0, help="window workers (0: cores / threads per window)")
+    parser.add_argument("--threads-per-window", type=int, default=1)
     args = parser.parse_args()
     checkpoint = resolve_checkpoint(args.checkpoint)
     arrays = [speech_like(args.clip_seconds, seed=i) for i in range(16)]
     clips = [wav_bytes(a, 16000) for a in arrays]
-    reference = in_process(checkpoint, arrays, args.clip_seconds, args.workers)
+    reference = in_process(checkpoint, arrays, args.clip_seconds, args.workers, args.threads_per_window)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         with local_server(checkpoint, Path(tmp) / "server.log", workers=args.workers,
+                          threads_per_window=args.threads_per_window,
                           max_queue_size=256, max_batch_size=16, max_wait_ms=5) as (url, _):
             for level in args.levels:
                 rows.append(asyncio.run(load(url, clips, args.clip_seconds, level, args.seconds)))
     by_level = {r["concurrency"]: r["audio_s_per_s"] for r in rows}
-    print(f"checkpoint={checkpoint} clip={args.clip_seconds}s workers={args.workers} "
+    print(f"checkpoint={checkpoint} clip={args.clip_seconds}s workers={args.workers or 'auto'} "
+          f"threads/window={args.threads_per_window} "
           f"in-process throughput={reference:.2f} audio s/s")
     print(f"{'concurrency':>11}{'requests':>10}{'audio s/s':>11}{'p50 s':>8}{'p95 s':>8}{'p99 s':>8}{'batch':>7}")
     for r in rows:

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[serve,dev]'
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[serve,dev,bulk]'
 # The reference implementation for the compatibility test and benchmark. --no-deps: it
 # declares torchaudio, accelerate and more, which only its trainer imports.
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps speechtokenizer==1.0.1

@@ -179,6 +179,55 @@ def init(
 
 
 @app.command()
+def bulk(
+    source: Path = typer.Argument(..., help="A folder of audio, or a .jsonl/.csv/.parquet manifest with a 'path' "
+                                  "column (and optional 'id')."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output folder: shard-*.parquet, failures.jsonl, "
+                                "summary.json. Re-running resumes."),
+    engine: str = typer.Option("local", help="local (model in this process), server (a running service) or ray."),
+    server: str = typer.Option("http://127.0.0.1:8000", help="Service URL for --engine server."),
+    api_key: Optional[str] = typer.Option(None, envvar="DMCODEC_API_KEY", help="API key for --engine server."),
+    concurrency: int = typer.Option(8, help="Requests in flight (server) or model actors (ray)."),
+    cpus_per_actor: int = typer.Option(1, help="CPU cores per Ray actor."),
+    ray_address: Optional[str] = typer.Option(None, help="Ray cluster address (default: RAY_ADDRESS or local)."),
+    shard_size: int = typer.Option(1000, help="Rows per Parquet shard."),
+    webdataset: bool = typer.Option(False, help="Also write a WebDataset .tar per shard."),
+    n_q: Optional[int] = typer.Option(None, "--n-q", help="Quantizer levels to keep (default: all)."),
+    checkpoint: Optional[Path] = CheckpointOption,
+    device: str = typer.Option("cpu", help="Device of the local engine."),
+) -> None:
+    """Tokenize a corpus into Parquet shards: resumable, failures recorded per file."""
+    try:
+        from .bulk import LocalEngine, ServerEngine, ShardStore, read_items, run
+    except ImportError as err:
+        _fail(f"bulk needs the 'bulk' extra ({err}); pip install 'dmcodec[bulk]'")
+    try:
+        items = read_items(source)
+    except ValueError as err:
+        _fail(str(err))
+    store = ShardStore(output, webdataset=webdataset)
+    if engine == "local":
+        summary = run(items, store, LocalEngine(_tokenizer(checkpoint, device), n_q), shard_size=shard_size)
+    elif engine == "server":
+        client = ServerEngine(server, api_key, n_q, concurrency)
+        try:
+            summary = run(items, store, client, shard_size=shard_size, engine_name="server")
+        finally:
+            client.close()
+    elif engine == "ray":
+        from .bulk.ray_job import run_ray
+
+        summary = run_ray(items, store, defaults.resolve_checkpoint(checkpoint), n_q=n_q, actors=concurrency,
+                          cpus_per_actor=cpus_per_actor, shard_size=shard_size, address=ray_address)
+    else:
+        _fail(f"--engine must be local, server or ray, got {engine!r}")
+    typer.echo(json.dumps(summary, indent=2))
+    if summary["failed"]:
+        typer.secho(f"{summary['failed']} files failed; see {output / 'failures.jsonl'}", fg=typer.colors.YELLOW,
+                    err=True)
+
+
+@app.command()
 def serve(
     host: str = typer.Option(None, help="Bind address (default from settings: 127.0.0.1)."),
     port: int = typer.Option(None, help="Port (default from settings: 8000)."),

@@ -16,9 +16,9 @@ computation always has the same tensor shapes, whatever else is being encoded:
    per length, so the batch shape never depends on the traffic. No padding ever enters a
    window itself.
 3. Threads. CPU kernels also split their work by the intra-op thread count (1 vs 2 threads
-   changed 0.7% of codes here), so on CPU every window is computed with exactly one thread,
-   and `workers` windows run side by side. Codes then do not depend on the machine's core
-   count either, and throughput scales with cores without threads waiting on each other.
+   changed 0.7% of codes here), so on CPU every window is computed with exactly
+   `threads_per_window` threads, and `workers` windows run side by side. Codes then do not
+   depend on the machine's core count either; throughput scales with cores.
 Decoding uses the same windows over frames.
 """
 
@@ -47,7 +47,8 @@ class WindowPolicy:
         window_frames: the longest piece encoded at once (50 frames = 1 s at 16 kHz).
         context_frames: frames of real audio on each side of a core, encoded and dropped.
         batch_mode: `single`, `fixed` or `auto` (single on CPU, fixed on GPU); see above.
-        workers: CPU windows computed in parallel, one thread each (0: one per available core).
+        threads_per_window: intra-op threads of each CPU window - part of what defines the codes.
+        workers: CPU windows computed in parallel (0: available cores / threads_per_window).
         max_batch_items: windows per model call in `fixed` mode.
         max_batch_frames: total frames per model call in `fixed` mode (bounds memory).
     """
@@ -55,6 +56,7 @@ class WindowPolicy:
     window_frames: int = 1000
     context_frames: int = 50
     batch_mode: str = "auto"
+    threads_per_window: int = 1
     workers: int = 0
     max_batch_items: int = 8
     max_batch_frames: int = 4000
@@ -64,8 +66,8 @@ class WindowPolicy:
             raise ValueError("window_frames must exceed 2 * context_frames >= 0")
         if self.max_batch_items < 1 or self.max_batch_frames < self.window_frames:
             raise ValueError("max_batch_items must be >= 1 and max_batch_frames >= window_frames")
-        if self.workers < 0:
-            raise ValueError("workers must be >= 0")
+        if self.workers < 0 or self.threads_per_window < 1:
+            raise ValueError("workers must be >= 0 and threads_per_window >= 1")
         if self.batch_mode not in ("auto", "single", "fixed"):
             raise ValueError(f"batch_mode must be auto, single or fixed, got {self.batch_mode!r}")
 
@@ -163,7 +165,7 @@ class Tokenizer:
             torch.backends.cudnn.allow_tf32 = False
             torch.backends.cudnn.benchmark = False
             torch.backends.cudnn.deterministic = True
-        workers = self.policy.workers or len(os.sched_getaffinity(0))
+        workers = self.policy.workers or max(1, len(os.sched_getaffinity(0)) // self.policy.threads_per_window)
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="dmcodec-window") \
             if self.device.type == "cpu" else None
         self._threads_lock = threading.Lock()
@@ -187,7 +189,7 @@ class Tokenizer:
         frames = self.policy.window_frames
         return {"window_frames": frames, "context_frames": self.policy.context_frames,
                 "batch_size": self.policy.batch_size(frames, self.device),
-                "intra_op_threads": 1 if self._pool else 0}
+                "intra_op_threads": self.policy.threads_per_window if self._pool else 0}
 
     # -- batching ---------------------------------------------------------------------------
     def _batches(self, jobs: list[_Job], dim: int) -> Iterator[tuple[list[_Job], torch.Tensor]]:
@@ -205,13 +207,13 @@ class Tokenizer:
                 yield chunk, torch.stack(data, dim=dim).to(self.device)
 
     @contextlib.contextmanager
-    def _single_threaded(self) -> Iterator[None]:
-        """torch's thread count is process-wide: set it to 1 while any call of this tokenizer
-        runs (calls may overlap, e.g. in the service), and restore it after the last one."""
+    def _fixed_threads(self) -> Iterator[None]:
+        """torch's thread count is process-wide: set it to `threads_per_window` while any call
+        of this tokenizer runs (calls may overlap, e.g. in the service); restore it after the last."""
         with self._threads_lock:
             if self._active_calls == 0:
                 self._saved_threads = torch.get_num_threads()
-                torch.set_num_threads(1)
+                torch.set_num_threads(self.policy.threads_per_window)
             self._active_calls += 1
         try:
             yield
@@ -223,12 +225,12 @@ class Tokenizer:
 
     def _map(self, jobs: list[_Job], dim: int, compute) -> list[tuple[list[_Job], torch.Tensor]]:
         """(jobs, compute(stacked inputs)) for every batch. On CPU the batches run on the worker
-        pool with one intra-op thread each. The thread count is process-wide in torch: other
+        pool with `threads_per_window` intra-op threads each. The thread count is process-wide in torch: other
         torch work running in this process meanwhile also runs single-threaded."""
         batches = list(self._batches(jobs, dim))
         if self._pool is None:
             return [(chunk, compute(data)) for chunk, data in batches]
-        with self._single_threaded():
+        with self._fixed_threads():
             outputs = list(self._pool.map(lambda batch: compute(batch[1]), batches))
         return [(chunk, out) for (chunk, _), out in zip(batches, outputs)]
 

@@ -1,17 +1,19 @@
 """dmcodec_service: the HTTP tokenization service.
 
 Entry points: `create_app(settings)` (FastAPI app), `ServiceSettings` (configuration),
-`DMCodecClient` / `AsyncDMCodecClient` (HTTP clients), `dmcodec-serve` (the server).
+`DMCodecClient` / `AsyncDMCodecClient` (HTTP clients; need only httpx), `dmcodec-serve`.
+Imports are lazy so that the clients work without the server's dependencies.
 """
 
-from .client import AsyncDMCodecClient, DMCodecClient, ServiceError
-from .settings import ServiceSettings
+from importlib import import_module
+
+_EXPORTS = {"create_app": "app", "ServiceSettings": "settings", "DMCodecClient": "client",
+            "AsyncDMCodecClient": "client", "ServiceError": "client"}
+
+__all__ = list(_EXPORTS)
 
 
-def create_app(*args, **kwargs):
-    from .app import create_app as _create_app
-
-    return _create_app(*args, **kwargs)
-
-
-__all__ = ["create_app", "ServiceSettings", "DMCodecClient", "AsyncDMCodecClient", "ServiceError"]
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'dmcodec_service' has no attribute {name!r}")
+    return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)

@@ -32,7 +32,7 @@ class Engine:
         started = time.monotonic()
         self.codec = load_checkpoint(resolve_checkpoint(settings.checkpoint), device=self.device)
         policy = WindowPolicy(window_frames=settings.window_frames, context_frames=settings.context_frames,
-                              workers=settings.workers)
+                              workers=settings.workers, threads_per_window=settings.threads_per_window)
         self.tokenizer = Tokenizer(self.codec, policy)
         self.load_seconds = time.monotonic() - started
 

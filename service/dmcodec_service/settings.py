@@ -21,7 +21,9 @@ class ServiceSettings(BaseSettings):
     checkpoint: Optional[Path] = Field(None, description="Checkpoint directory or weights file; "
                                        "default: the bundled checkpoint.")
     device: str = Field("auto", description="auto (cuda when available, else cpu), cpu, cuda or cuda:N.")
-    workers: int = Field(0, ge=0, description="CPU windows computed in parallel, one thread each; 0: one per core.")
+    threads_per_window: int = Field(1, ge=1, description="Intra-op threads per CPU window: part of what "
+                                    "defines the codes, so keep it equal across replicas.")
+    workers: int = Field(0, ge=0, description="CPU windows computed in parallel; 0: cores / threads_per_window.")
     host: str = Field("127.0.0.1", description="Bind address (0.0.0.0 in containers).")
     port: int = Field(8000, ge=1, le=65535)
 

@@ -1,0 +1,11 @@
+"""Bulk tokenization of corpora: folder or manifest in, Parquet (and WebDataset) shards out.
+
+Engines: `LocalEngine` (the model in this process), `ServerEngine` (a running service),
+`run_ray` (Ray Data actors, for clusters). All resumable through `ShardStore`.
+"""
+
+from .manifest import Item, read_items
+from .runner import LocalEngine, ServerEngine, run
+from .store import ShardStore, read_codes
+
+__all__ = ["Item", "read_items", "LocalEngine", "ServerEngine", "run", "ShardStore", "read_codes"]

@@ -1,0 +1,66 @@
+"""What to tokenize: a folder of audio, or a manifest (JSONL, CSV or Parquet) of audio paths."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import soundfile as sf
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".au"}
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    path: str
+    duration_s: Optional[float]  # from the header; None when unreadable (it then fails with a reason)
+
+
+def _duration(path: Path) -> Optional[float]:
+    try:
+        info = sf.info(str(path))
+        return info.frames / info.samplerate if info.samplerate else None
+    except (sf.LibsndfileError, RuntimeError, OSError):
+        return None
+
+
+def _rows(manifest: Path) -> list[dict]:
+    suffix = manifest.suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        return [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+    if suffix == ".csv":
+        with open(manifest, newline="") as f:
+            return list(csv.DictReader(f))
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(manifest).to_pylist()
+    raise ValueError(f"{manifest}: manifests are .jsonl, .csv or .parquet")
+
+
+def read_items(source: str | Path) -> list[Item]:
+    """A directory (searched recursively; ids are paths relative to it) or a manifest with a
+    `path` (or `audio`) column and an optional `id` (default: the path). Relative paths in a
+    manifest are relative to the manifest's folder."""
+    source = Path(source)
+    if source.is_dir():
+        files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+        return [Item(str(p.relative_to(source)), str(p), _duration(p)) for p in files]
+    if not source.exists():
+        raise ValueError(f"{source}: no such file or directory")
+    items, seen = [], set()
+    for number, row in enumerate(_rows(source), 1):
+        raw = row.get("path") or row.get("audio")
+        if not raw:
+            raise ValueError(f"{source}: row {number} has no 'path' column")
+        path = Path(raw) if Path(raw).is_absolute() else source.parent / raw
+        item_id = str(row.get("id") or raw)
+        if item_id in seen:
+            raise ValueError(f"{source}: duplicate id {item_id!r} (row {number})")
+        seen.add(item_id)
+        items.append(Item(item_id, str(path), _duration(path)))
+    return items

@@ -1,0 +1,141 @@
+"""The bulk loop and its two in-process engines: the local model, or a running service."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Optional, Protocol, Sequence, Union
+
+import numpy as np
+from tqdm import tqdm
+
+from .manifest import Item
+from .store import ShardStore, row
+
+Result = Union[dict, Exception]
+
+
+class Engine(Protocol):
+    batch_size: int
+
+    def encode(self, items: Sequence[Item]) -> list[Result]:
+        """One row (see store.row) or the exception, per item."""
+
+
+class LocalEngine:
+    """The model in this process, through the batch-invariant tokenizer."""
+
+    def __init__(self, tokenizer, n_q: Optional[int] = None, batch_size: int = 16):
+        self.tokenizer, self.n_q, self.batch_size = tokenizer, n_q, batch_size
+
+    def encode(self, items: Sequence[Item]) -> list[Result]:
+        results: list[Result] = []
+        loaded = {}
+        for index, item in enumerate(items):
+            try:
+                loaded[index] = self.tokenizer.load(item.path)
+            except (ValueError, OSError) as err:
+                results.append(err)
+            else:
+                results.append(None)  # filled below
+        order = sorted(loaded)
+        try:
+            codes = self.tokenizer.encode_arrays([loaded[i] for i in order], self.n_q) if order else []
+        except ValueError:  # isolate the item at fault
+            codes = []
+            for i in order:
+                try:
+                    codes.append(self.tokenizer.encode_arrays([loaded[i]], self.n_q)[0])
+                except ValueError as err:
+                    codes.append(err)
+        sha, rate = self.tokenizer.codec.sha256, self.tokenizer.sample_rate
+        for index, c in zip(order, codes):
+            item = items[index]
+            results[index] = c if isinstance(c, Exception) else row(item.id, item.path, c, loaded[index].size, rate, sha)
+        return results
+
+
+class ServerEngine:
+    """A running service, `concurrency` requests at a time. 503 is retried after Retry-After
+    (by the client), 504 and connection failures with exponential back-off."""
+
+    def __init__(self, url: str, api_key: Optional[str] = None, n_q: Optional[int] = None,
+                 concurrency: int = 8, retries: int = 5):
+        from dmcodec_service.client import AsyncDMCodecClient
+
+        self.n_q, self.retries = n_q, retries
+        self.batch_size = concurrency * 4
+        self._loop = asyncio.new_event_loop()
+        self._limit = asyncio.Semaphore(concurrency)
+        self._client = AsyncDMCodecClient(url, api_key=api_key, max_connections=concurrency)
+
+    async def _one(self, item: Item) -> Result:
+        import httpx
+
+        from dmcodec_service.client import ServiceError
+
+        async with self._limit:
+            for attempt in range(self.retries + 1):
+                try:
+                    answer = await self._client.encode(item.path, n_q=self.n_q, npy=True)
+                    break
+                except ServiceError as err:
+                    if err.status not in (503, 504) or attempt == self.retries:
+                        return err
+                except (httpx.TransportError, OSError) as err:
+                    if attempt == self.retries:
+                        return err
+                await asyncio.sleep(min(30.0, 0.5 * 2**attempt))
+        codes = np.asarray(answer["codes"])
+        return row(item.id, item.path, codes, int(answer["num_samples"]), int(answer["sample_rate"]),
+                   answer["model_sha256"])
+
+    def encode(self, items: Sequence[Item]) -> list[Result]:
+        async def all_items():
+            return await asyncio.gather(*(self._one(item) for item in items))
+
+        return self._loop.run_until_complete(all_items())
+
+    def close(self) -> None:
+        self._loop.run_until_complete(self._client.aclose())
+        self._loop.close()
+
+
+def pending(items: Sequence[Item], store: ShardStore) -> list[Item]:
+    """Items not yet written nor failed, shortest first (neighbours batch well)."""
+    todo = [i for i in items if i.id not in store.done and i.id not in store.failed]
+    return sorted(todo, key=lambda i: (i.duration_s or 0.0, i.id))
+
+
+def run(items: Sequence[Item], store: ShardStore, engine: Engine, *, shard_size: int = 1000,
+        engine_name: str = "local", progress: bool = True) -> dict:
+    """Tokenize what `store` does not hold yet; write shards of `shard_size` rows; return the summary."""
+    todo = pending(items, store)
+    skipped = len(items) - len(todo)
+    rows: list[dict] = []
+    audio_s = 0.0
+    start = time.monotonic()
+    with tqdm(total=len(todo), unit="file", disable=not progress, dynamic_ncols=True) as bar:
+        for first in range(0, len(todo), engine.batch_size):
+            chunk = todo[first : first + engine.batch_size]
+            for item, result in zip(chunk, engine.encode(chunk)):
+                if isinstance(result, Exception):
+                    store.record_failure(item.id, item.path, f"{type(result).__name__}: {result}")
+                else:
+                    rows.append(result)
+                    audio_s += result["duration_s"]
+            while len(rows) >= shard_size:
+                store.write_shard(rows[:shard_size])
+                rows = rows[shard_size:]
+            bar.update(len(chunk))
+            bar.set_postfix(audio_h=f"{audio_s / 3600:.3f}", failed=len(store.failed))
+        if rows:
+            store.write_shard(rows)
+    elapsed = time.monotonic() - start
+    summary = {
+        "engine": engine_name, "items": len(items), "written": len(store.done), "failed": len(store.failed),
+        "skipped_already_done": skipped, "audio_hours_this_run": audio_s / 3600, "elapsed_s": elapsed,
+        "audio_hours_per_hour": audio_s / elapsed if elapsed > 0 else 0.0,
+    }
+    store.write_summary(summary)
+    return summary
