@@ -27,6 +27,19 @@ def query(url: str, promql: str) -> list[dict]:
     return answer["data"]["result"]
 
 
+def wait_ready(url: str, process: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"prometheus exited: {log.read_text()[-2000:]}"
+        try:
+            if httpx.get(f"{url}/-/ready", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"prometheus not ready: {log.read_text()[-2000:]}")
+
+
 def wait_for(url: str, promql: str, expected: float, timeout: float = 60) -> float:
     deadline, value = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
@@ -55,6 +68,7 @@ def test_prometheus_scrapes_the_service_metrics_and_loads_the_rules(tiny_checkpo
                                        f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=log)
         url = f"http://127.0.0.1:{port}"
         try:
+            wait_ready(url, prometheus, tmp_path / "prometheus.log")
             wait_for(url, 'up{job="dmcodec"}', 1)
             clips = sorted(wav_dir.glob("*.wav"))
             seconds = 0.0
