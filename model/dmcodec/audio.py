@@ -13,6 +13,14 @@ import soxr
 AudioSource = Union[str, Path, bytes, BinaryIO]
 
 
+AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".au"})
+
+
+def find_audio_files(root: str | Path) -> list[Path]:
+    """Audio files below `root` (by suffix), recursively, sorted."""
+    return sorted(p for p in Path(root).rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+
+
 class AudioError(ValueError):
     """The input is not decodable audio, or holds no samples."""
 

@@ -15,7 +15,6 @@ from . import defaults
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="DM-Codec speech tokenizer: audio <-> discrete tokens (8 x 1024 codes at 50 Hz).")
 
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".au"}
 CheckpointOption = typer.Option(None, "--checkpoint", "-c", help="Checkpoint directory or weights file "
                                 "(default: $DMCODEC_CHECKPOINT, else the bundled default).")
 
@@ -35,10 +34,6 @@ def _tokenizer(checkpoint: Optional[Path], device: str):
         _fail(str(err))
 
 
-def _audio_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
-
-
 @app.command()
 def encode(
     inputs: list[Path] = typer.Argument(..., help="Audio files or directories (searched recursively)."),
@@ -50,7 +45,7 @@ def encode(
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, ..."),
 ) -> None:
     """Encode audio to tokens."""
-    from .audio import AudioError
+    from .audio import AudioError, find_audio_files
     from .tokens import metadata, save_tokens
 
     if fmt not in ("json", "npy"):
@@ -58,7 +53,7 @@ def encode(
     jobs: list[tuple[Path, Path]] = []
     for item in inputs:
         if item.is_dir():
-            jobs += [(f, f.relative_to(item).with_suffix(f".{fmt}")) for f in _audio_files(item)]
+            jobs += [(f, f.relative_to(item).with_suffix(f".{fmt}")) for f in find_audio_files(item)]
         elif item.exists():
             jobs.append((item, Path(item.name).with_suffix(f".{fmt}")))
         else:

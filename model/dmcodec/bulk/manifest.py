@@ -10,7 +10,7 @@ from typing import Optional
 
 import soundfile as sf
 
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".au"}
+from ..audio import find_audio_files
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,7 @@ def read_items(source: str | Path) -> list[Item]:
     manifest are relative to the manifest's folder."""
     source = Path(source)
     if source.is_dir():
-        files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
-        return [Item(str(p.relative_to(source)), str(p), _duration(p)) for p in files]
+        return [Item(str(p.relative_to(source)), str(p), _duration(p)) for p in find_audio_files(source)]
     if not source.exists():
         raise ValueError(f"{source}: no such file or directory")
     items, seen = [], set()

@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .manifest import Item
-from .runner import pending
+from .runner import pending, summarize
 from .store import ShardStore, row
 
 
@@ -85,10 +85,5 @@ def run_ray(items: Sequence[Item], store: ShardStore, checkpoint: str | Path, *,
                 rows = []
         if rows:
             store.write_shard(rows)
-    elapsed = time.monotonic() - start
-    summary = {"engine": "ray", "items": len(items), "written": len(store.done), "failed": len(store.failed),
-               "skipped_already_done": len(items) - len(todo), "audio_hours_this_run": audio_s / 3600,
-               "elapsed_s": elapsed, "audio_hours_per_hour": audio_s / elapsed if elapsed > 0 else 0.0,
-               "actors": actors}
-    store.write_summary(summary)
-    return summary
+    return summarize(store, "ray", len(items), len(items) - len(todo), audio_s, time.monotonic() - start,
+                     actors=actors)

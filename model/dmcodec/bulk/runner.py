@@ -101,6 +101,16 @@ class ServerEngine:
         self._loop.close()
 
 
+def summarize(store: ShardStore, engine: str, items: int, skipped: int, audio_s: float, elapsed: float,
+              **extra) -> dict:
+    """Write and return summary.json's content."""
+    summary = {"engine": engine, "items": items, "written": len(store.done), "failed": len(store.failed),
+               "skipped_already_done": skipped, "audio_hours_this_run": audio_s / 3600, "elapsed_s": elapsed,
+               "audio_hours_per_hour": audio_s / elapsed if elapsed > 0 else 0.0, **extra}
+    store.write_summary(summary)
+    return summary
+
+
 def pending(items: Sequence[Item], store: ShardStore) -> list[Item]:
     """Items not yet written nor failed, shortest first (neighbours batch well)."""
     todo = [i for i in items if i.id not in store.done and i.id not in store.failed]
@@ -131,11 +141,4 @@ def run(items: Sequence[Item], store: ShardStore, engine: Engine, *, shard_size:
             bar.set_postfix(audio_h=f"{audio_s / 3600:.3f}", failed=len(store.failed))
         if rows:
             store.write_shard(rows)
-    elapsed = time.monotonic() - start
-    summary = {
-        "engine": engine_name, "items": len(items), "written": len(store.done), "failed": len(store.failed),
-        "skipped_already_done": skipped, "audio_hours_this_run": audio_s / 3600, "elapsed_s": elapsed,
-        "audio_hours_per_hour": audio_s / elapsed if elapsed > 0 else 0.0,
-    }
-    store.write_summary(summary)
-    return summary
+    return summarize(store, engine_name, len(items), skipped, audio_s, time.monotonic() - start)
