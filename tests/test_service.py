@@ -18,7 +18,7 @@ import soundfile as sf
 from dmcodec import Tokenizer, load_checkpoint
 from dmcodec.audio import wav_bytes
 from dmcodec.signals import speech_like
-from dmcodec_service import AsyncDMCodecClient, DMCodecClient, ServiceError
+from dmcodec_service import AsyncDMCodecClient, DMCodecClient
 from server import running_server, scrape, value
 
 pytestmark = pytest.mark.timeout(300)
