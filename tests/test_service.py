@@ -168,16 +168,21 @@ def test_api_keys_guard_the_api_but_not_health_or_metrics(tiny_checkpoint, tmp_p
         assert httpx.get(f"{url}/metrics").status_code == 200
 
 
+def post_concurrently(url: str, wav: bytes, count: int) -> list[httpx.Response]:
+    """`count` simultaneous encode requests of the same WAV."""
+    async def send():
+        async with httpx.AsyncClient(timeout=120) as http:
+            return await asyncio.gather(*(http.post(f"{url}/v1/encode", files={"file": ("a.wav", wav)})
+                                          for _ in range(count)))
+
+    return asyncio.run(send())
+
+
 def test_overload_gets_503_with_retry_after_and_the_client_retries(tiny_checkpoint, tmp_path):
     clip = wav_bytes(speech_like(15.0, seed=1), 16000)
     with running_server(tiny_checkpoint, tmp_path / "log", max_queue_size=1, max_batch_size=1,
                         max_wait_ms=0, retry_after_s=1) as (url, _):
-        async def flood():
-            async with httpx.AsyncClient(timeout=120) as http:
-                return await asyncio.gather(*(http.post(f"{url}/v1/encode", files={"file": ("a.wav", clip)})
-                                              for _ in range(12)))
-
-        responses = asyncio.run(flood())
+        responses = post_concurrently(url, clip, 12)
         statuses = sorted(r.status_code for r in responses)
         assert 200 in statuses and 503 in statuses and set(statuses) <= {200, 503}
         refused = next(r for r in responses if r.status_code == 503)
@@ -195,12 +200,7 @@ def test_deadline_gives_504_and_disconnected_clients_are_not_computed(tiny_check
     long_clip = wav_bytes(speech_like(20.0, seed=2), 16000)
     with running_server(tiny_checkpoint, tmp_path / "log", max_batch_size=1, max_wait_ms=0,
                         request_timeout_s=0.3, max_audio_seconds=60) as (url, _):
-        async def queued_behind_long_work():
-            async with httpx.AsyncClient(timeout=60) as http:
-                return await asyncio.gather(*(http.post(f"{url}/v1/encode", files={"file": ("a.wav", long_clip)})
-                                              for _ in range(4)))
-
-        statuses = [r.status_code for r in asyncio.run(queued_behind_long_work())]
+        statuses = [r.status_code for r in post_concurrently(url, long_clip, 4)]
         assert 504 in statuses, statuses
     long_clip = wav_bytes(speech_like(40.0, seed=2), 16000)  # seconds of work for the small model
     with running_server(small_checkpoint, tmp_path / "log2", max_batch_size=1, max_wait_ms=0,

@@ -19,6 +19,11 @@ class APIError(Exception):
         self.headers = headers or {}
 
 
+def describe(errors: list[dict], limit: int | None = None) -> str:
+    """Pydantic validation errors as one line: 'field.path: message; ...'."""
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:limit])
+
+
 def error_body(code: str, message: str) -> dict:
     return {"error": {"code": code, "message": message}}
 
@@ -30,8 +35,7 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, err: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-        return JSONResponse(error_body("invalid_request", problems), status_code=422)
+        return JSONResponse(error_body("invalid_request", describe(err.errors())), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, err: StarletteHTTPException) -> JSONResponse:

@@ -18,7 +18,7 @@ from dmcodec.tokens import codes_to_uint16
 
 from .batcher import DeadlineExceeded, Draining, QueueFull
 from .engine import DecodeItem
-from .errors import APIError
+from .errors import APIError, describe
 from .schemas import DecodeRequest, EncodeResponse, ErrorResponse, Health, InfoResponse
 from .security import require_api_key
 
@@ -171,8 +171,7 @@ def _parse_tokens(body: bytes, content_type: str, num_samples: Optional[int], se
     try:
         request = DecodeRequest.model_validate_json(body)
     except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()[:5])
-        raise APIError(422, "invalid_tokens", problems) from None
+        raise APIError(422, "invalid_tokens", describe(err.errors(), limit=5)) from None
     sha = (request.model or {}).get("sha256")
     if sha and sha != served_sha:
         raise APIError(409, "model_mismatch", f"tokens were made by model {sha[:12]}...; this service "
