@@ -45,3 +45,27 @@ def wav_dir(tmp_path_factory) -> Path:
 
 def clips(lengths_s: list[float], rate: int = 16000, seed: int = 0) -> list[np.ndarray]:
     return [speech_like(s, rate, seed=seed + i) for i, s in enumerate(lengths_s)]
+
+
+# Voices the training tests use: one held-out (test) voice and two training voices, all fast.
+TRAIN_TEST_VOICES = ("espeak:en+f3", "espeak:en-us+m1", "flite:slt")
+
+
+@pytest.fixture(scope="session")
+def train_corpus(tmp_path_factory) -> tuple[Path, Path]:
+    """A 12-utterance synthetic corpus and its real teacher features: (manifest, features)."""
+    from dmcodec_train.data.corpus import CorpusSpec, build_corpus
+    from dmcodec_train.data.voices import ALL_VOICES
+    from dmcodec_train.teachers.asr import Recognizer
+    from dmcodec_train.teachers.lm import LMTeacher
+    from dmcodec_train.teachers.precompute import precompute
+    from dmcodec_train.teachers.speech import WhisperEncoderTeacher
+
+    root = tmp_path_factory.mktemp("train-corpus")
+    voices = [v for v in ALL_VOICES if v.id in TRAIN_TEST_VOICES]
+    manifest = build_corpus(root / "corpus", CorpusSpec(utterances=12, seed=3, dev_fraction=0.17, test_fraction=0.17),
+                            workers=2, voices=voices, progress=False)
+    features = root / "features"
+    precompute(manifest, features, WhisperEncoderTeacher(), LMTeacher(), Recognizer(beam_size=1, compute_type="int8"),
+               splits=("train", "dev", "test"), shard_size=5, progress=False)
+    return manifest, features

@@ -28,7 +28,7 @@ def _duration(path: Path) -> Optional[float]:
         return None
 
 
-def _rows(manifest: Path) -> list[dict]:
+def read_rows(manifest: Path) -> list[dict]:
     suffix = manifest.suffix.lower()
     if suffix in (".jsonl", ".json"):
         return [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
@@ -52,7 +52,7 @@ def read_items(source: str | Path) -> list[Item]:
     if not source.exists():
         raise ValueError(f"{source}: no such file or directory")
     items, seen = [], set()
-    for number, row in enumerate(_rows(source), 1):
+    for number, row in enumerate(read_rows(source), 1):
         raw = row.get("path") or row.get("audio")
         if not raw:
             raise ValueError(f"{source}: row {number} has no 'path' column")

@@ -85,7 +85,14 @@ class ResidualVectorQuantizer(nn.Module):
             residual = residual - level.decode(level.encode(residual))
 
     def forward(self, x: torch.Tensor, n_q: int | None = None) -> QuantizerOutput:
-        """Training pass over latent [B, D, F]: quantise, update the codebooks, return losses."""
+        """Training pass over latent [B, D, F]: quantise, update the codebooks, return losses.
+
+        Always in fp32, also under autocast: nearest-code search in reduced precision would pick
+        other codes than inference does."""
+        with torch.autocast(x.device.type, enabled=False):
+            return self._forward(x.float(), n_q)
+
+    def _forward(self, x: torch.Tensor, n_q: int | None) -> QuantizerOutput:
         n_q = self._check_n_q(n_q)
         if self.training and not self.initialized:
             self.init_from_data(x.detach())

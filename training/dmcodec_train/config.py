@@ -1,0 +1,131 @@
+"""Training configuration: one JSON file per preset (`presets/*.json`), overridable per run."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from dmcodec.config import CodecConfig, preset
+
+PRESET_DIR = Path(__file__).parent / "presets"
+
+
+@dataclass
+class LossWeights:
+    """Weights of the generator's loss terms (the discriminators' loss is unweighted)."""
+
+    mel: float = 45.0
+    waveform: float = 1.0
+    adversarial: float = 1.0
+    feature_matching: float = 2.0
+    commitment: float = 10.0
+    distillation: float = 10.0
+    lm: float = 0.5  # share of the distillation weight for the LM teacher
+    speech: float = 0.5  # and for the speech teacher
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run, saved next to its checkpoints.
+
+    codec_preset / codec: the model (a `dmcodec` preset plus overrides of its config keys).
+    steps: optimiser steps. segment_seconds, batch_size: random crops per step (per process).
+    lr, betas, warmup_steps, min_lr_ratio: Adam with linear warm-up, then cosine decay to
+        lr * min_lr_ratio at `steps`. grad_clip: max gradient norm (0 disables).
+    adversarial_start: step at which the discriminators join (before it: reconstruction,
+        commitment and distillation only - the warm-up option). discriminator_width scales
+        the critics' channels; periods / stft_n_ffts / msd_scales set their shapes.
+    lm_levels, speech_levels: the RVQ levels each teacher distils into ("1", "1:8", "8").
+    quantizer_dropout: probability that a step trains with a random number of levels.
+    validate_every, checkpoint_every, log_every: in steps. dev_utterances: dev set size used.
+    mixed_precision: bf16 autocast on CUDA (ignored on CPU); the quantizer stays fp32.
+    """
+
+    name: str = "run"
+    seed: int = 0
+    codec_preset: str = "small"
+    codec: dict[str, Any] = field(default_factory=dict)
+    steps: int = 10000
+    segment_seconds: float = 1.0
+    batch_size: int = 8
+    lr: float = 5e-4
+    betas: tuple[float, float] = (0.5, 0.9)
+    weight_decay: float = 0.0
+    warmup_steps: int = 200
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 1.0
+    disc_lr: float = 2e-4
+    adversarial_start: int = 0
+    discriminator_width: float = 1.0
+    periods: tuple[int, ...] = (2, 3, 5, 7, 11)
+    msd_scales: int = 3
+    stft_n_ffts: tuple[int, ...] = (1024, 512, 256)
+    mel_n_ffts: tuple[int, ...] = (1024, 512, 256, 128)
+    n_mels: int = 80
+    lm_levels: str = "1"
+    speech_levels: str = "1:8"
+    quantizer_dropout: float = 0.0
+    loss: LossWeights = field(default_factory=LossWeights)
+    validate_every: int = 500
+    checkpoint_every: int = 250
+    log_every: int = 25
+    dev_utterances: int = 32
+    mixed_precision: bool = True
+
+    def codec_config(self) -> CodecConfig:
+        return preset(self.codec_preset, **self.codec)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown training settings {unknown}")
+        data = dict(data)
+        if isinstance(data.get("loss"), dict):
+            data["loss"] = LossWeights(**data["loss"])
+        for key in ("betas", "periods", "stft_n_ffts", "mel_n_ffts"):
+            if key in data:
+                data[key] = tuple(data[key])
+        return cls(**data)
+
+    @classmethod
+    def load(cls, name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> "TrainConfig":
+        """A preset name (`paper`, `small`, `tiny`) or a JSON file, with dotted-key overrides
+        such as {"steps": 100, "loss.distillation": 0}."""
+        path = Path(name_or_path)
+        if not path.suffix:
+            path = PRESET_DIR / f"{name_or_path}.json"
+        if not path.exists():
+            choices = sorted(p.stem for p in PRESET_DIR.glob("*.json"))
+            raise ValueError(f"no training preset {name_or_path!r} (presets: {choices}, or a .json file)")
+        data = json.loads(path.read_text())
+        for key, value in (overrides or {}).items():
+            target = data
+            *parents, leaf = key.split(".")
+            for parent in parents:
+                target = target.setdefault(parent, {})
+            target[leaf] = value
+        return cls.from_dict(data)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """["steps=100", "loss.lm=0"] -> {"steps": 100, "loss.lm": 0}; values are JSON, else strings."""
+    out = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise ValueError(f"override {pair!r} is not key=value")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out

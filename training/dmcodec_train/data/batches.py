@@ -1,0 +1,88 @@
+"""Training batches: random crops of audio with the teacher features of the same frames.
+
+Which utterances and offsets a step uses is a pure function of (seed, step, rank), so a resumed
+run sees exactly the batches an uninterrupted one would have seen, with no sampler state to save.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from ..teachers.precompute import FeatureStore
+from .manifest import Utterance
+
+
+@dataclass
+class Batch:
+    """audio [B, 1, T]; lm, speech [B, F, D]; lm_mask, frame_mask [B, F] (False past a clip's end)."""
+
+    audio: torch.Tensor
+    lm: torch.Tensor
+    lm_mask: torch.Tensor
+    speech: torch.Tensor
+    frame_mask: torch.Tensor
+
+    def to(self, device: torch.device | str) -> "Batch":
+        return Batch(*(t.to(device, non_blocking=True) for t in
+                       (self.audio, self.lm, self.lm_mask, self.speech, self.frame_mask)))
+
+
+class CropSampler:
+    """Args:
+        utterances: the training rows (all must have features in `store`).
+        store: precomputed teacher features.
+        segment_frames: crop length in codec frames (crops start on frame boundaries).
+        hop_length, sample_rate: the codec's.
+        seed: the run's seed.
+    """
+
+    def __init__(self, utterances: list[Utterance], store: FeatureStore, segment_frames: int,
+                 hop_length: int, sample_rate: int, seed: int):
+        missing = [u.id for u in utterances if u.id not in store]
+        if missing:
+            raise ValueError(f"{len(missing)} utterances have no teacher features (e.g. {missing[:3]}); "
+                             "run `dmcodec-train teachers` on this manifest")
+        if not utterances:
+            raise ValueError("no training utterances")
+        self.utterances = utterances
+        self.store = store
+        self.segment_frames = segment_frames
+        self.hop = hop_length
+        self.sample_rate = sample_rate
+        self.seed = seed
+        # Longer utterances hold more crops: draw them in proportion to their length.
+        lengths = np.array([max(u.duration, 1e-3) for u in utterances])
+        self.weights = lengths / lengths.sum()
+
+    def batch(self, step: int, batch_size: int, rank: int = 0) -> Batch:
+        rng = np.random.default_rng([self.seed, step, rank])
+        picks = rng.choice(len(self.utterances), size=batch_size, p=self.weights)
+        items = [self._crop(self.utterances[i], rng) for i in picks]
+        return Batch(*(torch.stack(parts) for parts in zip(*items)))
+
+    def _crop(self, utterance: Utterance, rng: np.random.Generator):
+        frames = self.store.index["items"][utterance.id]["frames"]
+        start = int(rng.integers(0, max(frames - self.segment_frames, 0) + 1))
+        stop = start + self.segment_frames
+        audio = np.zeros(self.segment_frames * self.hop, np.float32)
+        samples, rate = sf.read(utterance.path, start=start * self.hop, stop=stop * self.hop, dtype="float32",
+                                always_2d=True)
+        if rate != self.sample_rate:
+            raise ValueError(f"{utterance.path}: {rate} Hz; training expects {self.sample_rate} Hz files "
+                             "(the corpus builder writes them; resample other corpora first)")
+        audio[: len(samples)] = samples.mean(axis=1)
+        features = self.store.get(utterance.id, start, stop)
+        valid = features["lm"].shape[0]
+        pad = self.segment_frames - valid
+        frame_mask = torch.zeros(self.segment_frames, dtype=torch.bool)
+        frame_mask[:valid] = True
+
+        def padded(t: torch.Tensor) -> torch.Tensor:
+            return torch.cat([t, t.new_zeros(pad, *t.shape[1:])]) if pad else t
+
+        return (torch.from_numpy(audio)[None], padded(features["lm"]), padded(features["lm_mask"]),
+                padded(features["speech"]), frame_mask)

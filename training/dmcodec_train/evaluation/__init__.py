@@ -1,0 +1,1 @@
+"""The evaluation harness: resynthesis quality, ASR error rates and codebook statistics."""

@@ -1,0 +1,121 @@
+"""`dmcodec-train eval`: resynthesise a manifest's split with each checkpoint and score it.
+
+For every checkpoint: ASR WER/WIL on the resynthesised speech against the reference transcript
+and against ASR on the original audio, STOI, wideband PESQ, ViSQOL (speech mode), log-mel
+distance, per-level codebook usage and perplexity, and the bitrate. The originals' own ASR
+scores form the first row, as the paper's Table 1 does ("Ground truth").
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from dmcodec.audio import load_audio
+from dmcodec.checkpoint import load_checkpoint
+from dmcodec.tokenizer import Tokenizer
+
+from ..data.manifest import read_manifest
+from ..mel import mel_distance
+from ..teachers.asr import Recognizer
+from .metrics import codebook_statistics, pesq_wideband, stoi, visqol_speech, word_errors
+
+
+@dataclass
+class Result:
+    """One row of the table."""
+
+    name: str
+    scores: dict[str, float]
+    levels: list[dict[str, float]] = field(default_factory=list)
+
+
+def _mean(values: list[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def evaluate(manifest: str | Path, checkpoints: list[str | Path], split: str = "test", limit: int | None = None,
+             n_q: int | None = None, recognizer: Recognizer | None = None, visqol: bool = True,
+             progress: bool = True) -> list[Result]:
+    """Rows: the originals first, then one per checkpoint (in the order given)."""
+    utterances = read_manifest(manifest, split)[:limit]
+    if not utterances:
+        raise ValueError(f"{manifest}: no utterances in split {split!r}")
+    recognizer = recognizer or Recognizer()
+    rate = 16000
+    originals = [load_audio(u.path, rate)[0] for u in utterances]
+    references = [u.transcript for u in utterances]
+    original_asr = [recognizer.transcribe(a)[0] for a in tqdm(originals, desc="ASR originals", disable=not progress)]
+    rows = [Result("original", {**word_errors(references, original_asr), "bitrate_kbps": 256.0})]
+    for checkpoint in checkpoints:
+        loaded = load_checkpoint(checkpoint)
+        tokenizer = Tokenizer(loaded)
+        if loaded.config.sample_rate != rate:
+            raise ValueError(f"{checkpoint}: evaluation runs at 16 kHz, the model at {loaded.config.sample_rate}")
+        codes = tokenizer.encode_arrays(originals, n_q)
+        decoded = tokenizer.decode_many([(c, len(a)) for c, a in zip(codes, originals)])
+        per_clip: dict[str, list[float]] = {"stoi": [], "pesq": [], "visqol": [], "mel_distance": []}
+        hypotheses = []
+        for original, audio in tqdm(list(zip(originals, decoded)), desc=f"scoring {loaded.name}",
+                                    disable=not progress):
+            per_clip["stoi"].append(stoi(original, audio, rate))
+            per_clip["pesq"].append(pesq_wideband(original, audio, rate))
+            if visqol:
+                per_clip["visqol"].append(visqol_speech(original, audio, rate))
+            per_clip["mel_distance"].append(mel_distance(torch.from_numpy(audio)[None], torch.from_numpy(original)[None],
+                                                         rate))
+            hypotheses.append(recognizer.transcribe(audio)[0])
+        errors = word_errors(references, hypotheses)
+        versus_original = word_errors(original_asr, hypotheses)
+        levels = codebook_statistics(codes, loaded.config.codebook_size)
+        scores = {
+            **errors,
+            "wer_vs_original_asr": versus_original["wer"], "wil_vs_original_asr": versus_original["wil"],
+            **{k: _mean(v) for k, v in per_clip.items()},
+            "bitrate_kbps": loaded.config.bitrate(n_q) / 1000,
+        }
+        rows.append(Result(loaded.name, scores, levels))
+    return rows
+
+
+_COLUMNS = [("WER", "wer"), ("WIL", "wil"), ("WER vs orig. ASR", "wer_vs_original_asr"), ("ViSQOL", "visqol"),
+            ("STOI", "stoi"), ("PESQ-wb", "pesq"), ("Mel dist.", "mel_distance"), ("kbps", "bitrate_kbps")]
+
+
+def to_markdown(rows: list[Result], title: str = "") -> str:
+    """The paper's Table 1 layout (WER, WIL, ViSQOL, STOI) with our extra columns, then the
+    per-level codebook usage of each model."""
+    def cell(value: float | None) -> str:
+        return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}" \
+            if abs(value) < 10 else f"{value:.1f}"
+
+    lines = [f"### {title}", ""] if title else []
+    lines += ["| Model | " + " | ".join(h for h, _ in _COLUMNS) + " |",
+              "|---|" + "---|" * len(_COLUMNS)]
+    for row in rows:
+        lines.append(f"| {row.name} | " + " | ".join(cell(row.scores.get(k)) for _, k in _COLUMNS) + " |")
+    coded = [r for r in rows if r.levels]
+    if coded:
+        n = len(coded[0].levels)
+        lines += ["", "Codebook usage (share of codes used) / perplexity per RVQ level:", "",
+                  "| Model | " + " | ".join(f"L{i + 1}" for i in range(n)) + " |", "|---|" + "---|" * n]
+        for row in coded:
+            lines.append(f"| {row.name} | " + " | ".join(f"{lv['usage']:.2f} / {lv['perplexity']:.0f}"
+                                                         for lv in row.levels) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(rows: list[Result], out: str | Path, title: str = "") -> tuple[Path, Path]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = [{"name": r.name, "scores": r.scores, "levels": r.levels} for r in rows]
+    (out / "results.json").write_text(json.dumps(data, indent=2) + "\n")
+    (out / "results.md").write_text(to_markdown(rows, title))
+    return out / "results.json", out / "results.md"

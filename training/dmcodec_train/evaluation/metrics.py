@@ -1,0 +1,75 @@
+"""Per-utterance quality metrics and the codebook statistics of a token set."""
+
+from __future__ import annotations
+
+import functools
+import re
+
+import numpy as np
+
+
+def _same_length(reference: np.ndarray, degraded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    n = min(len(reference), len(degraded))
+    return reference[:n].astype(np.float64), degraded[:n].astype(np.float64)
+
+
+def stoi(reference: np.ndarray, degraded: np.ndarray, rate: int) -> float:
+    from pystoi import stoi as _stoi
+
+    return float(_stoi(*_same_length(reference, degraded), rate, extended=False))
+
+
+def pesq_wideband(reference: np.ndarray, degraded: np.ndarray, rate: int) -> float:
+    """Wideband PESQ (MOS-LQO, 16 kHz); NaN when PESQ finds no speech to compare."""
+    from pesq import pesq
+    from pesq.cypesq import PesqError
+
+    try:
+        return float(pesq(rate, *_same_length(reference, degraded), "wb"))
+    except PesqError:
+        return float("nan")
+
+
+@functools.lru_cache(maxsize=1)
+def _visqol():
+    from visqol import VisqolApi
+
+    api = VisqolApi()
+    # Speech mode at 16 kHz; the polynomial MOS mapping (the lattice model needs a TFLite runtime).
+    api.create(mode="speech", use_lattice_model=False)
+    return api
+
+
+def visqol_speech(reference: np.ndarray, degraded: np.ndarray, rate: int) -> float:
+    return float(_visqol().measure_from_arrays(*_same_length(reference, degraded), rate).moslqo)
+
+
+def normalize_text(text: str) -> str:
+    """Lower case, no punctuation, single spaces: WER should count words, not commas."""
+    text = re.sub(r"[^a-z0-9' ]+", " ", text.lower().replace("-", " "))
+    return " ".join(text.split())
+
+
+def word_errors(references: list[str], hypotheses: list[str]) -> dict[str, float]:
+    """Corpus-level WER and WIL, in percent, after `normalize_text`."""
+    import jiwer
+
+    pairs = [(normalize_text(r), normalize_text(h)) for r, h in zip(references, hypotheses)]
+    pairs = [(r, h) for r, h in pairs if r]
+    if not pairs:
+        return {"wer": float("nan"), "wil": float("nan")}
+    output = jiwer.process_words([r for r, _ in pairs], [h for _, h in pairs])
+    return {"wer": 100.0 * output.wer, "wil": 100.0 * output.wil}
+
+
+def codebook_statistics(codes: list[np.ndarray], codebook_size: int) -> list[dict[str, float]]:
+    """Per level, over all clips' codes ([n_q, F] each): share of the codebook used and the
+    perplexity of the code distribution (codebook_size means perfectly uniform use)."""
+    stacked = np.concatenate(codes, axis=1)  # [n_q, total frames]
+    levels = []
+    for row in stacked:
+        counts = np.bincount(row, minlength=codebook_size).astype(np.float64)
+        p = counts / counts.sum()
+        entropy = -np.sum(p[p > 0] * np.log(p[p > 0]))
+        levels.append({"usage": float((counts > 0).mean()), "perplexity": float(np.exp(entropy))})
+    return levels

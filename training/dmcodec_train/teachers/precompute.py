@@ -1,0 +1,124 @@
+"""Run the teachers once over a manifest and store their frame-aligned features in shards, so
+that training reads features from disk and never runs a teacher.
+
+Layout of the output folder:
+    shard-00000.safetensors   per utterance: `<id>/lm` [F, D_lm] fp16, `<id>/lm_mask` [F] uint8,
+                              `<id>/speech` [F, D_speech] fp16 (F = the codec's frames)
+    shard-00000.json          per utterance: frames, ASR text and word times
+    index.json                teachers, dims, frame rate, and which shard holds each id
+A shard is written to a temporary name and renamed, so an interrupted run resumes at the
+first missing shard.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from tqdm import tqdm
+
+from dmcodec.audio import load_audio
+
+from ..data.manifest import Utterance, read_manifest
+from .asr import Recognizer
+from .lm import LMTeacher, align_to_frames
+
+INDEX = "index.json"
+
+
+class SpeechTeacher(Protocol):
+    name: str
+    dim: int
+
+    def features(self, audio: np.ndarray, num_frames: int) -> torch.Tensor: ...
+
+
+def precompute(manifest: str | Path, out: str | Path, speech: SpeechTeacher, lm: LMTeacher,
+               recognizer: Recognizer, hop_length: int = 320, sample_rate: int = 16000,
+               splits: tuple[str, ...] = ("train", "dev"), shard_size: int = 128, progress: bool = True) -> Path:
+    """Features for every utterance of `splits` in `manifest`; returns the index path."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    utterances = [u for u in read_manifest(manifest) if u.split in splits]
+    if not utterances:
+        raise ValueError(f"{manifest}: no utterances in splits {splits}")
+    shards = [utterances[i:i + shard_size] for i in range(0, len(utterances), shard_size)]
+    bar = tqdm(total=len(utterances), desc="teachers", unit="utt", disable=not progress)
+    for number, shard in enumerate(shards):
+        path = out / f"shard-{number:05d}.safetensors"
+        if not path.exists():
+            _write_shard(shard, path, speech, lm, recognizer, hop_length, sample_rate)
+        bar.update(len(shard))
+    bar.close()
+    items = {}
+    for number in range(len(shards)):
+        for utterance_id, record in json.loads((out / f"shard-{number:05d}.json").read_text()).items():
+            items[utterance_id] = {"shard": f"shard-{number:05d}.safetensors", "frames": record["frames"]}
+    index = {
+        "frame_rate": sample_rate / hop_length,
+        "hop_length": hop_length,
+        "sample_rate": sample_rate,
+        "teachers": {"lm": {"name": lm.name, "dim": lm.dim}, "speech": {"name": speech.name, "dim": speech.dim},
+                     "asr": "faster-whisper"},
+        "items": items,
+    }
+    (out / INDEX).write_text(json.dumps(index, indent=1) + "\n")
+    return out / INDEX
+
+
+def _write_shard(shard: list[Utterance], path: Path, speech: SpeechTeacher, lm: LMTeacher,
+                 recognizer: Recognizer, hop_length: int, sample_rate: int) -> None:
+    audios = [load_audio(u.path, sample_rate)[0] for u in shard]
+    transcripts = recognizer.transcribe_many(audios, rate=sample_rate)
+    tensors: dict[str, torch.Tensor] = {}
+    records = {}
+    for utterance, audio, (text, words) in zip(shard, audios, transcripts):
+        frames = -(-len(audio) // hop_length)
+        lm_features, lm_mask = align_to_frames(words, lm.word_features([w.text for w in words]), frames,
+                                               sample_rate / hop_length)
+        tensors[f"{utterance.id}/lm"] = lm_features.half()
+        tensors[f"{utterance.id}/lm_mask"] = lm_mask.to(torch.uint8)
+        tensors[f"{utterance.id}/speech"] = speech.features(audio, frames).half()
+        records[utterance.id] = {"frames": frames, "asr": text, "words": [asdict(w) for w in words]}
+    tmp = path.with_suffix(".tmp")
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+    path.with_suffix(".json").write_text(json.dumps(records) + "\n")
+    os.replace(tmp, path)
+
+
+class FeatureStore:
+    """Reads precomputed features by utterance id (shards are memory-mapped, opened lazily)."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        index_path = self.root / INDEX
+        if not index_path.exists():
+            raise FileNotFoundError(f"{self.root}: no {INDEX}; run `dmcodec-train teachers` first")
+        self.index = json.loads(index_path.read_text())
+        self._open: dict[str, object] = {}
+
+    @property
+    def dims(self) -> dict[str, int]:
+        return {name: info["dim"] for name, info in self.index["teachers"].items() if isinstance(info, dict)}
+
+    def __contains__(self, utterance_id: str) -> bool:
+        return utterance_id in self.index["items"]
+
+    def get(self, utterance_id: str, start: int = 0, stop: int | None = None) -> dict[str, torch.Tensor]:
+        """Frames [start, stop) of `lm` [F, D] float32, `lm_mask` [F] bool, `speech` [F, D] float32."""
+        shard = self.index["items"][utterance_id]["shard"]
+        if shard not in self._open:
+            self._open[shard] = safe_open(str(self.root / shard), framework="pt")
+        handle = self._open[shard]
+        out = {}
+        for name in ("lm", "lm_mask", "speech"):
+            tensor = handle.get_slice(f"{utterance_id}/{name}")[start:stop]
+            out[name] = tensor.bool() if name == "lm_mask" else tensor.float()
+        return out

@@ -1,0 +1,310 @@
+"""The training loop: codec + distillation heads against three discriminator families.
+
+One step: a batch of crops -> the codec's reconstruction and RVQ features -> (after
+`adversarial_start`) a discriminator update on real vs generated audio -> a generator update on
+mel + waveform + commitment + adversarial + feature-matching + distillation losses.
+Runs on one CPU or GPU, or several GPUs under `torchrun` (DDP).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import platform
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from dmcodec.checkpoint import save_checkpoint
+from dmcodec.model import DMCodec
+
+from .config import TrainConfig
+from .data.batches import Batch, CropSampler
+from .data.manifest import read_manifest
+from .losses import (Discriminators, DistillationHead, discriminator_loss, distillation_loss,
+                     feature_matching_loss, generator_loss, select_levels)
+from .mel import MultiScaleMelLoss, mel_distance
+from .state import STATE_NAME, load_state, save_state
+from .teachers.precompute import FeatureStore
+
+
+class Generator(nn.Module):
+    """The codec and its two distillation heads, trained (and DDP-wrapped) as one module."""
+
+    def __init__(self, codec: DMCodec, lm_dim: int, speech_dim: int):
+        super().__init__()
+        self.codec = codec
+        dim = codec.config.dimension
+        self.heads = nn.ModuleDict({"lm": DistillationHead(dim, lm_dim), "speech": DistillationHead(dim, speech_dim)})
+        # The release's `transform` head is not trained here: the heads above replace it.
+        codec.transform.requires_grad_(False)
+
+    def forward(self, audio: torch.Tensor, n_q: int | None):
+        return self.codec(audio, n_q)
+
+
+def _cosine_with_warmup(config: TrainConfig):
+    def factor(step: int) -> float:
+        if step < config.warmup_steps:
+            return (step + 1) / config.warmup_steps
+        progress = min(1.0, (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps))
+        return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return factor
+
+
+class Trainer:
+    """Args:
+        config: the run's settings.
+        run_dir: where state.pt, config.json, metrics.csv, TensorBoard logs and best/ go.
+        manifest: utterances (train split for training, dev split for validation).
+        features: the folder `dmcodec-train teachers` wrote.
+        device: "cpu", "cuda" (under torchrun each process takes its LOCAL_RANK's GPU).
+    """
+
+    def __init__(self, config: TrainConfig, run_dir: str | Path, manifest: str | Path, features: str | Path,
+                 device: str = "cpu", progress: bool = True):
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        if self.world > 1:
+            torch.distributed.init_process_group("nccl" if device == "cuda" else "gloo")
+            if device == "cuda":
+                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        self.device = torch.device(device, int(os.environ.get("LOCAL_RANK", "0"))) if device == "cuda" \
+            else torch.device(device)
+        self.progress = progress and self.rank == 0
+        torch.manual_seed(config.seed)
+
+        codec_config = config.codec_config()
+        self.hop = codec_config.hop_length
+        store = FeatureStore(features)
+        self.teachers = store.index["teachers"]
+        self.manifest = Path(manifest)
+        train = read_manifest(manifest, "train")
+        self.dev = read_manifest(manifest, "dev")[: config.dev_utterances]
+        segment_frames = max(1, round(config.segment_seconds * codec_config.frame_rate))
+        self.sampler = CropSampler(train, store, segment_frames, self.hop, codec_config.sample_rate, config.seed)
+        self.train_hours = sum(u.duration for u in train) / 3600
+
+        self.generator = Generator(DMCodec(codec_config), store.dims["lm"], store.dims["speech"]).to(self.device)
+        self.discriminators = Discriminators(config.periods, config.msd_scales, config.stft_n_ffts,
+                                             config.discriminator_width).to(self.device)
+        self.mel_loss = MultiScaleMelLoss(codec_config.sample_rate, config.mel_n_ffts, config.n_mels).to(self.device)
+        trainable = [p for p in self.generator.parameters() if p.requires_grad]
+        self.g_opt = torch.optim.Adam(trainable, config.lr, config.betas, weight_decay=config.weight_decay)
+        self.d_opt = torch.optim.Adam(self.discriminators.parameters(), config.disc_lr, config.betas)
+        self.g_sched = torch.optim.lr_scheduler.LambdaLR(self.g_opt, _cosine_with_warmup(config))
+        self.d_sched = torch.optim.lr_scheduler.LambdaLR(self.d_opt, _cosine_with_warmup(config))
+        self.step = 0
+        self.best_dev_mel = float("inf")
+        self.g_model: nn.Module = self.generator
+        self.d_model: nn.Module = self.discriminators
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.g_model = nn.parallel.DistributedDataParallel(self.generator, ids)
+            self.d_model = nn.parallel.DistributedDataParallel(self.discriminators, ids)
+
+    @property
+    def codec(self) -> DMCodec:
+        return self.generator.codec
+
+    # --- state -------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "step": self.step,
+            "best_dev_mel": self.best_dev_mel,
+            "config": json.dumps(self.config.to_dict()),
+            "generator": self.generator.state_dict(),
+            "discriminators": self.discriminators.state_dict(),
+            "g_opt": self.g_opt.state_dict(), "d_opt": self.d_opt.state_dict(),
+            "g_sched": self.g_sched.state_dict(), "d_sched": self.d_sched.state_dict(),
+            "rng_cpu": torch.get_rng_state(),
+            **({"rng_cuda": torch.cuda.get_rng_state(self.device)} if self.device.type == "cuda" else {}),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.load_state_dict(state["generator"])
+        self.discriminators.load_state_dict(state["discriminators"])
+        self.g_opt.load_state_dict(state["g_opt"])
+        self.d_opt.load_state_dict(state["d_opt"])
+        self.g_sched.load_state_dict(state["g_sched"])
+        self.d_sched.load_state_dict(state["d_sched"])
+        torch.set_rng_state(state["rng_cpu"])
+        if "rng_cuda" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng_cuda"], self.device)
+        self.step = int(state["step"])
+        self.best_dev_mel = float(state["best_dev_mel"])
+
+    def resume(self) -> bool:
+        """Continue from `run_dir/state.pt` if it exists; returns whether it did."""
+        if not (self.run_dir / STATE_NAME).exists():
+            return False
+        self.load_state_dict(load_state(self.run_dir))
+        return True
+
+    def save(self) -> None:
+        if self.rank == 0:
+            save_state(self.run_dir / STATE_NAME, self.state_dict())
+
+    # --- one step ------------------------------------------------------------------------
+    def _autocast(self):
+        if self.device.type == "cuda" and self.config.mixed_precision:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def _n_q(self) -> int | None:
+        n_q = self.codec.config.n_q
+        rng = np.random.default_rng([self.config.seed, self.step, 1_000_003])
+        if self.config.quantizer_dropout and rng.random() < self.config.quantizer_dropout:
+            return int(rng.integers(1, n_q + 1))
+        return None
+
+    def _distillation(self, levels: list[torch.Tensor], batch: Batch) -> dict[str, torch.Tensor]:
+        out = {}
+        for name, spec, mask in (("lm", self.config.lm_levels, batch.lm_mask & batch.frame_mask),
+                                 ("speech", self.config.speech_levels, batch.frame_mask)):
+            head = self.generator.heads[name]
+            student = head(select_levels(levels, spec))
+            teacher = getattr(batch, name)
+            out[f"distill_{name}"] = distillation_loss(student, teacher, mask)
+        return out
+
+    def train_step(self, batch: Batch) -> dict[str, float]:
+        config, weights = self.config, self.config.loss
+        adversarial = self.step >= config.adversarial_start
+        self.generator.train()
+        with self._autocast():
+            output = self.g_model(batch.audio, self._n_q())
+        fake = output.audio[..., : batch.audio.shape[-1]].float()
+        logs: dict[str, torch.Tensor] = {}
+        if adversarial:
+            with self._autocast():
+                d_loss = discriminator_loss(self.d_model(batch.audio), self.d_model(fake.detach()))
+            self.d_opt.zero_grad(set_to_none=True)
+            d_loss.backward()
+            if config.grad_clip:
+                nn.utils.clip_grad_norm_(self.discriminators.parameters(), config.grad_clip)
+            self.d_opt.step()
+            logs["disc"] = d_loss.detach()
+        logs["mel"] = self.mel_loss(fake, batch.audio)
+        logs["waveform"] = F.l1_loss(fake, batch.audio)
+        logs["commitment"] = output.commit_loss
+        logs.update(self._distillation(output.levels, batch))
+        total = (weights.mel * logs["mel"] + weights.waveform * logs["waveform"]
+                 + weights.commitment * logs["commitment"]
+                 + weights.distillation * (weights.lm * logs["distill_lm"] + weights.speech * logs["distill_speech"]))
+        if adversarial:
+            with self._autocast():
+                real_outputs = [(r.detach(), [f.detach() for f in feats]) for r, feats in self.d_model(batch.audio)]
+                fake_outputs = self.d_model(fake)
+            logs["adversarial"] = generator_loss(fake_outputs)
+            logs["feature_matching"] = feature_matching_loss(real_outputs, fake_outputs)
+            total = total + weights.adversarial * logs["adversarial"] + weights.feature_matching * logs["feature_matching"]
+        self.g_opt.zero_grad(set_to_none=True)
+        total.backward()
+        if config.grad_clip:
+            logs["grad_norm"] = nn.utils.clip_grad_norm_(
+                [p for p in self.generator.parameters() if p.requires_grad], config.grad_clip)
+        self.g_opt.step()
+        self.g_sched.step()
+        self.d_sched.step()
+        logs["total"] = total.detach()
+        self.step += 1
+        return {k: float(v.detach()) for k, v in logs.items()}
+
+    # --- validation ----------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self, max_seconds: float = 10.0) -> float:
+        """Mean dev mel distance (log-mel L1 at n_fft 1024) of full reconstructions."""
+        from dmcodec.audio import load_audio
+
+        self.generator.eval()
+        distances = []
+        for utterance in self.dev:
+            audio, _ = load_audio(utterance.path, self.codec.sample_rate)
+            wav = torch.from_numpy(audio[: int(max_seconds * self.codec.sample_rate)])[None, None].to(self.device)
+            codes = self.codec.encode(wav)
+            recon = self.codec.decode(codes)[..., : wav.shape[-1]]
+            distances.append(mel_distance(recon.float().cpu(), wav.float().cpu(), self.codec.sample_rate))
+        self.generator.train()
+        return float(np.mean(distances)) if distances else float("nan")
+
+    def export(self, directory: str | Path, dtype: torch.dtype = torch.float32) -> Path:
+        return save_checkpoint(self.codec, directory, name=f"{self.config.name}-step{self.step}",
+                               training=self.training_record(), dtype=dtype)
+
+    def training_record(self) -> dict:
+        return {"trained": True, "steps": self.step, "preset": self.config.name,
+                "train_hours": round(self.train_hours, 3), "manifest": self.manifest.name,
+                "teachers": self.teachers, "lm_levels": self.config.lm_levels,
+                "speech_levels": self.config.speech_levels, "loss_weights": self.config.to_dict()["loss"],
+                "hardware": f"{self.world} x {torch.cuda.get_device_name(self.device) if self.device.type == 'cuda' else platform.processor() or 'cpu'}",
+                "best_dev_mel": self.best_dev_mel}
+
+    # --- the loop ------------------------------------------------------------------------
+    def fit(self, steps: int | None = None) -> dict[str, float]:
+        """Train until `steps` (default config.steps) total steps; returns the last logs."""
+        target = steps if steps is not None else self.config.steps
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.rank == 0:
+            self.config.save(self.run_dir / "config.json")
+        writer = self._tensorboard()
+        csv_file = open(self.run_dir / "metrics.csv", "a", newline="") if self.rank == 0 else None
+        csv_writer = None
+        logs: dict[str, float] = {}
+        bar = tqdm(total=target, initial=self.step, desc="training", unit="step", disable=not self.progress)
+        started, start_step = time.perf_counter(), self.step
+        try:
+            while self.step < target:
+                batch = self.sampler.batch(self.step, self.config.batch_size, self.rank).to(self.device)
+                logs = self.train_step(batch)
+                bar.update(1)
+                logs["steps_per_s"] = (self.step - start_step) / (time.perf_counter() - started)
+                if self.step % self.config.validate_every == 0 or self.step == target:
+                    logs["dev_mel"] = self.validate()
+                    if logs["dev_mel"] < self.best_dev_mel and self.rank == 0:
+                        self.best_dev_mel = logs["dev_mel"]
+                        self.export(self.run_dir / "best")
+                if self.rank == 0 and (self.step % self.config.log_every == 0 or "dev_mel" in logs):
+                    bar.set_postfix(mel=f"{logs['mel']:.3f}", total=f"{logs['total']:.2f}")
+                    row = {"step": self.step, "lr": self.g_sched.get_last_lr()[0], **logs}
+                    if csv_writer is None:
+                        csv_writer = csv.DictWriter(csv_file, fieldnames=list(_CSV_FIELDS), extrasaction="ignore")
+                        if csv_file.tell() == 0:
+                            csv_writer.writeheader()
+                    csv_writer.writerow(row)
+                    csv_file.flush()
+                    if writer:
+                        for key, value in row.items():
+                            writer.add_scalar(f"train/{key}", value, self.step)
+                if self.step % self.config.checkpoint_every == 0 or self.step == target:
+                    self.save()
+        finally:
+            bar.close()
+            if csv_file:
+                csv_file.close()
+            if writer:
+                writer.close()
+        return logs
+
+    def _tensorboard(self):
+        if self.rank != 0:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            return None
+        return SummaryWriter(str(self.run_dir / "tensorboard"))
+
+
+_CSV_FIELDS = ("step", "lr", "total", "mel", "waveform", "commitment", "distill_lm", "distill_speech",
+               "adversarial", "feature_matching", "disc", "grad_norm", "dev_mel", "steps_per_s")
