@@ -99,12 +99,14 @@ class Trainer:
         self.discriminators = Discriminators(config.periods, config.msd_scales, config.stft_n_ffts,
                                              config.discriminator_width).to(self.device)
         self.mel_loss = MultiScaleMelLoss(codec_config.sample_rate, config.mel_n_ffts, config.n_mels).to(self.device)
+        self.step = 0
         trainable = [p for p in self.generator.parameters() if p.requires_grad]
         self.g_opt = torch.optim.Adam(trainable, config.lr, config.betas, weight_decay=config.weight_decay)
         self.d_opt = torch.optim.Adam(self.discriminators.parameters(), config.disc_lr, config.betas)
         self.g_sched = torch.optim.lr_scheduler.LambdaLR(self.g_opt, _cosine_with_warmup(config))
-        self.d_sched = torch.optim.lr_scheduler.LambdaLR(self.d_opt, _cosine_with_warmup(config))
-        self.step = 0
+        # The critics start late; their rate follows the global step, so they skip the warm-up.
+        schedule = _cosine_with_warmup(config)
+        self.d_sched = torch.optim.lr_scheduler.LambdaLR(self.d_opt, lambda _: schedule(self.step))
         self.best_dev_mel = float("inf")
         self.g_model: nn.Module = self.generator
         self.d_model: nn.Module = self.discriminators
@@ -194,6 +196,7 @@ class Trainer:
             if config.grad_clip:
                 nn.utils.clip_grad_norm_(self.discriminators.parameters(), config.grad_clip)
             self.d_opt.step()
+            self.d_sched.step()
             logs["disc"] = d_loss.detach()
         logs["mel"] = self.mel_loss(fake, batch.audio)
         logs["waveform"] = F.l1_loss(fake, batch.audio)
@@ -216,7 +219,6 @@ class Trainer:
                 [p for p in self.generator.parameters() if p.requires_grad], config.grad_clip)
         self.g_opt.step()
         self.g_sched.step()
-        self.d_sched.step()
         logs["total"] = total.detach()
         self.step += 1
         return {k: float(v.detach()) for k, v in logs.items()}
@@ -269,7 +271,9 @@ class Trainer:
                 logs = self.train_step(batch)
                 bar.update(1)
                 logs["steps_per_s"] = (self.step - start_step) / (time.perf_counter() - started)
-                if self.step % self.config.validate_every == 0 or self.step == target:
+                # At fixed steps only, so that a run stopped and resumed validates (and keeps its
+                # best checkpoint) exactly as an uninterrupted one.
+                if self.step % self.config.validate_every == 0 or self.step == self.config.steps:
                     logs["dev_mel"] = self.validate()
                     if logs["dev_mel"] < self.best_dev_mel and self.rank == 0:
                         self.best_dev_mel = logs["dev_mel"]

@@ -85,6 +85,10 @@ class EuclideanCodebook(nn.Module):
     def init_from_data(self, x: torch.Tensor) -> None:
         """k-means on x [N, dim]; the release's models start this way on their first batch."""
         centroids, sizes = kmeans(x.float(), self.size, self.kmeans_iters)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # Every process must start from the same codebook: take the first one's.
+            torch.distributed.broadcast(centroids, src=0)
+            torch.distributed.broadcast(sizes, src=0)
         self.embed.copy_(centroids)
         self.embed_avg.copy_(centroids)
         self.cluster_size.copy_(sizes)
