@@ -4,15 +4,25 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[serve,dev,bulk]'
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[serve,dev,bulk,train,onnx]'
 # The reference implementation for the compatibility test and benchmark. --no-deps: it
 # declares torchaudio, accelerate and more, which only its trainer imports.
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps speechtokenizer==1.0.1
-# Prometheus and promtool for the monitoring tests (Debian's package), where we may install it.
-if ! command -v prometheus >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus) \
-        >/dev/null || echo "warning: could not install prometheus; its tests will be skipped" >&2
+# Debian packages, where we may install them: Prometheus and promtool for the monitoring tests,
+# the speech synthesisers of the training corpus (espeak-ng, flite, festival + two voices), and
+# Chromium for the playground's browser test (Playwright drives it; it never downloads a browser).
+missing=()
+for pair in prometheus:prometheus espeak-ng:espeak-ng flite:flite text2wave:festival \
+            /usr/share/festival/voices/us/cmu_us_slt_arctic_hts:festvox-us-slt-hts \
+            /usr/share/festival/voices/english/kal_diphone:festvox-kallpc16k chromium:chromium; do
+    probe=${pair%%:*}
+    { command -v "$probe" >/dev/null || [ -e "$probe" ]; } || missing+=("${pair##*:}")
+done
+if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}") \
+        >/dev/null || echo "warning: could not install ${missing[*]}; tests that need them will fail or skip" >&2
 fi
+export HF_HUB_OFFLINE=1
 status=0
 .venv/bin/python -m pytest "$@" || status=$?
 if [ "$status" -eq 5 ]; then

@@ -13,7 +13,7 @@ import torch
 from dmcodec.signals import speech_like
 from dmcodec_train.data.manifest import read_manifest
 from dmcodec_train.teachers.asr import Word
-from dmcodec_train.teachers.lm import LMTeacher, align_to_frames
+from dmcodec_train.teachers.lm import LMTeacher, align_to_frames, transcript_words
 from dmcodec_train.teachers.precompute import FeatureStore
 from dmcodec_train.teachers.speech import HFSpeechTeacher, WhisperEncoderTeacher, to_frames
 
@@ -112,3 +112,15 @@ def test_precomputed_shards_hold_aligned_features_for_every_utterance(train_corp
     assert sum(bool(text) for text in asr.values()) == len(asr)
     part = store.get(utterance.id, 5, 15)
     assert torch.equal(part["speech"], store.get(utterance.id)["speech"][5:15])
+
+
+def test_transcript_words_take_their_times_from_the_asr():
+    recognised = [Word("Where", 0.0, 0.3), Word("did", 0.3, 0.5), Word("race", 0.5, 0.9),
+                  Word("carry", 0.9, 1.3), Word("apples?", 1.5, 2.0)]
+    timed = transcript_words("Where did Grace carry a basket of apples?", recognised)
+    assert [w.text for w in timed] == "Where did Grace carry a basket of apples?".split()
+    assert (timed[0].start, timed[0].end) == (0.0, 0.3) and (timed[3].start, timed[3].end) == (0.9, 1.3)
+    assert (timed[2].start, timed[2].end) == (0.5, 0.9)  # misrecognised word: the gap between neighbours
+    # "a basket of" share the gap between "carry" (ends 1.3) and "apples" (starts 1.5).
+    assert [round(w.start, 4) for w in timed[4:7]] == [1.3, 1.3667, 1.4333] and timed[7].start == 1.5
+    assert all(w.start == w.end == 0 for w in transcript_words("no speech heard", []))

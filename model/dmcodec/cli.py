@@ -24,14 +24,20 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def _tokenizer(checkpoint: Optional[Path], device: str):
+def _tokenizer(checkpoint: Optional[Path], device: str, backend: str = "torch", precision: str = "fp32"):
+    from .backends.agreement import AgreementError
     from .checkpoint import CheckpointError, load_checkpoint
     from .tokenizer import Tokenizer
 
     try:
-        return Tokenizer(load_checkpoint(defaults.resolve_checkpoint(checkpoint), device=device))
-    except CheckpointError as err:
+        return Tokenizer(load_checkpoint(defaults.resolve_checkpoint(checkpoint), device=device),
+                         backend=backend, precision=precision)
+    except (CheckpointError, AgreementError, ValueError) as err:
         _fail(str(err))
+
+
+BackendOption = typer.Option("torch", help="torch (reference) or onnxruntime.")
+PrecisionOption = typer.Option("fp32", help="fp32; opt-in: tf32/bf16/fp16 (torch, CUDA), int8 (onnxruntime).")
 
 
 @app.command()
@@ -43,6 +49,8 @@ def encode(
     n_q: Optional[int] = typer.Option(None, "--n-q", help="Quantizer levels to keep (default: all)."),
     checkpoint: Optional[Path] = CheckpointOption,
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, ..."),
+    backend: str = BackendOption,
+    precision: str = PrecisionOption,
 ) -> None:
     """Encode audio to tokens."""
     from .audio import AudioError, find_audio_files
@@ -61,7 +69,7 @@ def encode(
     if not jobs:
         _fail("no audio files found")
     single = len(jobs) == 1 and not inputs[0].is_dir() and output.suffix in (".json", ".npy")
-    tokenizer = _tokenizer(checkpoint, device)
+    tokenizer = _tokenizer(checkpoint, device, backend, precision)
     if n_q is not None and not 1 <= n_q <= tokenizer.model.config.n_q:
         _fail(f"--n-q must be in 1..{tokenizer.model.config.n_q}")
     failures = 0
@@ -93,6 +101,8 @@ def decode(
     num_samples: Optional[int] = typer.Option(None, help="Output length (a .npy file does not record it)."),
     checkpoint: Optional[Path] = CheckpointOption,
     device: str = typer.Option("cpu"),
+    backend: str = BackendOption,
+    precision: str = PrecisionOption,
 ) -> None:
     """Decode tokens to a WAV file at the model's sample rate."""
     from .audio import write_wav
@@ -102,13 +112,32 @@ def decode(
         codes, recorded = load_tokens(tokens)
     except ValueError as err:
         _fail(str(err))
-    tokenizer = _tokenizer(checkpoint, device)
+    tokenizer = _tokenizer(checkpoint, device, backend, precision)
     try:
         audio = tokenizer.decode(codes, num_samples or recorded)
     except ValueError as err:
         _fail(f"{tokens}: {err}")
     output.parent.mkdir(parents=True, exist_ok=True)
     write_wav(output, audio, tokenizer.sample_rate)
+
+
+@app.command("export-onnx")
+def export_onnx_command(
+    checkpoint: Optional[Path] = typer.Argument(None, help="Checkpoint (default: the bundled one)."),
+    precision: str = typer.Option("fp32", help="fp32 or int8."),
+    min_agreement: float = typer.Option(0.999, help="Fail unless this share of fp32 torch codes is kept."),
+) -> None:
+    """Export (or find cached) ONNX graphs next to a checkpoint and report their code agreement."""
+    tokenizer = _tokenizer(checkpoint, "cpu")
+    from .backends.agreement import AgreementError
+    from .backends.onnx import export_onnx
+
+    directory = export_onnx(tokenizer.codec, precision)
+    try:
+        checked = type(tokenizer)(tokenizer.codec, tokenizer.policy, "onnxruntime", precision, min_agreement)
+    except AgreementError as err:
+        _fail(str(err))
+    typer.echo(json.dumps({"graphs": str(directory), "agreement": checked.agreement.to_dict()}))
 
 
 @app.command()

@@ -36,6 +36,8 @@ import numpy as np
 import torch
 
 from .audio import AudioSource, load_audio, prepare
+from .backends import Backend, create_backend
+from .backends.agreement import AgreementError, calibration_clips, code_agreement
 from .checkpoint import LoadedCodec
 
 
@@ -151,9 +153,14 @@ class Tokenizer:
     Args:
         codec: a checkpoint from `load_checkpoint`.
         policy: window and batch sizes.
+        backend, precision: what computes the encoder and decoder (`dmcodec.backends`); fp32
+            torch is the reference. Any other mode is measured against it on a calibration set
+            first and refused when fewer than `min_agreement` of its codes are equal.
+        min_agreement: share of code positions that must match fp32 torch.
     """
 
-    def __init__(self, codec: LoadedCodec, policy: WindowPolicy | None = None):
+    def __init__(self, codec: LoadedCodec, policy: WindowPolicy | None = None, backend: str = "torch",
+                 precision: str = "fp32", min_agreement: float = 0.999):
         self.codec = codec
         self.model = codec.model
         self.policy = policy or WindowPolicy()
@@ -171,6 +178,24 @@ class Tokenizer:
         self._threads_lock = threading.Lock()
         self._active_calls = 0
         self._saved_threads = torch.get_num_threads()
+        self.backend: Backend = create_backend(codec, "torch")
+        self.agreement = None
+        if (backend, precision) != ("torch", "fp32"):
+            self._switch_backend(create_backend(codec, backend, precision, self.policy.threads_per_window),
+                                 min_agreement)
+
+    def _switch_backend(self, candidate: Backend, min_agreement: float) -> None:
+        """Measure `candidate` against fp32 torch on the calibration clips; adopt it or refuse."""
+        clips = calibration_clips(self.sample_rate)
+        reference = self.encode_arrays(clips)
+        self.backend = candidate
+        self.agreement = code_agreement(reference, self.encode_arrays(clips))
+        if self.agreement.overall < min_agreement:
+            raise AgreementError(
+                f"backend {candidate.name} at {candidate.precision} keeps only {self.agreement.overall:.4%} of "
+                f"fp32 torch codes on the calibration set (per level: "
+                f"{', '.join(f'{x:.3f}' for x in self.agreement.per_level)}); at least {min_agreement:.2%} "
+                "is required - use fp32, or lower the threshold knowingly")
 
     # -- identity ---------------------------------------------------------------------------
     @property
@@ -182,8 +207,11 @@ class Tokenizer:
         return self.model.config.hop_length
 
     def model_info(self) -> dict[str, Any]:
-        return {"name": self.codec.name, "sha256": self.codec.sha256,
-                "backend": "torch", "precision": "fp32", "device": str(self.device)}
+        info = {"name": self.codec.name, "sha256": self.codec.sha256,
+                "backend": self.backend.name, "precision": self.backend.precision, "device": str(self.device)}
+        if self.agreement is not None:
+            info["code_agreement"] = self.agreement.overall
+        return info
 
     def windowing_info(self) -> dict[str, Any]:
         frames = self.policy.window_frames
@@ -250,7 +278,7 @@ class Tokenizer:
         n_q = n_q or self.model.config.n_q
         out = [np.zeros((n_q, f), dtype=np.int64) for f in frames]
         # wav [B, 1, T] -> codes [n_q, B, F]
-        for batch, codes in self._map(jobs, 0, lambda wav: self.model.encode(wav, n_q).cpu().numpy()):
+        for batch, codes in self._map(jobs, 0, lambda wav: self.backend.encode(wav, n_q)):
             for b, job in enumerate(batch):
                 w = job.window
                 out[job.clip][:, w.start : w.stop] = codes[:, b, w.start - w.outer_start : w.stop - w.outer_start]
@@ -310,7 +338,7 @@ class Tokenizer:
                 jobs.append(_Job(index, window, codes_t[:, window.outer_start : window.outer_stop]))
         out = [np.zeros(-(-n // hop) * hop, dtype=np.float32) for n in lengths]
         # codes [n_q, B, F] -> audio [B, F * hop]
-        for batch, audio in self._map(jobs, 1, lambda codes: self.model.decode(codes)[:, 0].float().cpu().numpy()):
+        for batch, audio in self._map(jobs, 1, self.backend.decode):
             for b, job in enumerate(batch):
                 w = job.window
                 out[job.clip][w.start * hop : w.stop * hop] = audio[b, (w.start - w.outer_start) * hop :

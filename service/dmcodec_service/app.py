@@ -6,9 +6,12 @@ import asyncio
 import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 
 from dmcodec import __version__
 
@@ -21,6 +24,7 @@ from .routes import router
 from .settings import ServiceSettings
 
 log = logging.getLogger("dmcodec_service")
+STATIC_DIR = Path(__file__).parent / "static"
 
 
 @dataclass
@@ -72,6 +76,13 @@ def create_app(settings: Optional[ServiceSettings] = None, engine: Optional[Engi
     app.state.metrics = metrics
     install_handlers(app)
     app.include_router(router)
+    # The playground: static files shipped in the package, no build step, nothing from a CDN.
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def playground() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
     app.add_middleware(LimitBody, max_bytes=int(settings.max_upload_mb * 1024 * 1024))
     app.add_middleware(ObserveRequests, metrics=metrics)
     return app

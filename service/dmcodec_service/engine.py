@@ -33,7 +33,8 @@ class Engine:
         self.codec = load_checkpoint(resolve_checkpoint(settings.checkpoint), device=self.device)
         policy = WindowPolicy(window_frames=settings.window_frames, context_frames=settings.context_frames,
                               workers=settings.workers, threads_per_window=settings.threads_per_window)
-        self.tokenizer = Tokenizer(self.codec, policy)
+        self.tokenizer = Tokenizer(self.codec, policy, settings.backend, settings.precision,
+                                   settings.min_code_agreement)
         self.load_seconds = time.monotonic() - started
 
     @property

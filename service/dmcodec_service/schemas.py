@@ -10,9 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field
 class ModelRef(BaseModel):
     name: str = Field(description="Checkpoint name.")
     sha256: str = Field(description="sha256 of the checkpoint's weights file: the tokens' provenance.")
-    backend: str = Field(description="Inference backend (torch).")
-    precision: str = Field(description="Numeric precision the codes were computed in (fp32).")
+    backend: str = Field(description="Inference backend: torch (the reference) or onnxruntime.")
+    precision: str = Field(description="Numeric precision of the encoder/decoder: fp32 unless opted out "
+                           "(tf32/bf16/fp16 on GPU, int8 with onnxruntime). Part of the tokens' identity.")
     device: str = Field(description="cpu or cuda[:N].")
+    code_agreement: Optional[float] = Field(None, description="For any mode other than fp32 torch: the share "
+                                            "of fp32 torch codes it reproduced on the calibration set at start-up.")
 
 
 class Windowing(BaseModel):

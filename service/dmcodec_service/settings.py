@@ -24,6 +24,12 @@ class ServiceSettings(BaseSettings):
     threads_per_window: int = Field(1, ge=1, description="Intra-op threads per CPU window: part of what "
                                     "defines the codes, so keep it equal across replicas.")
     workers: int = Field(0, ge=0, description="CPU windows computed in parallel; 0: cores / threads_per_window.")
+    backend: Literal["torch", "onnxruntime"] = Field("torch", description="Encoder/decoder backend; onnxruntime "
+                                                     "graphs are exported once per checkpoint and cached.")
+    precision: Literal["fp32", "tf32", "bf16", "fp16", "int8"] = Field(
+        "fp32", description="fp32 (default); tf32/bf16/fp16 (torch on CUDA) or int8 (onnxruntime) are opt-in.")
+    min_code_agreement: float = Field(0.999, ge=0, le=1, description="Start-up refuses a backend/precision "
+                                      "whose codes match fp32 torch on fewer positions than this.")
     host: str = Field("127.0.0.1", description="Bind address (0.0.0.0 in containers).")
     port: int = Field(8000, ge=1, le=65535)
 

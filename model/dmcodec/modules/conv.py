@@ -8,8 +8,6 @@ Attribute names (`conv.conv`, `convtr.convtr`) follow the release's state-dict k
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -18,10 +16,13 @@ from torch.nn.utils.parametrizations import weight_norm
 
 
 def right_padding_for_full_frames(length: int, kernel_size: int, stride: int, padding_total: int) -> int:
-    """Samples to add on the right so the last output frame sees a complete window."""
-    n_frames = math.ceil((length - kernel_size + padding_total) / stride) + 1
-    target = (n_frames - 1) * stride + kernel_size - padding_total
-    return target - length
+    """Samples to add on the right so the last output frame sees a complete window.
+
+    That is (n_frames - 1) * stride + kernel_size - padding_total - length with
+    n_frames = ceil((length - kernel_size + padding_total) / stride) + 1, written in integer
+    arithmetic only, so that an ONNX export keeps it as a function of the input length.
+    """
+    return (kernel_size - padding_total - length) % stride
 
 
 def reflect_pad(x: torch.Tensor, left: int, right: int) -> torch.Tensor:

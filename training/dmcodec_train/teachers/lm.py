@@ -8,7 +8,9 @@ layers (DM-Codec averages all layers). Default model: all-MiniLM-L6-v2 from the
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -75,3 +77,46 @@ def align_to_frames(words: list[Word], features: torch.Tensor, num_frames: int,
             aligned[inside] = features[index]
             mask |= inside
     return aligned, mask
+
+
+def _key(word: str) -> str:
+    return re.sub(r"[^a-z0-9']", "", word.lower())
+
+
+def transcript_words(transcript: str, recognised: list[Word]) -> list[Word]:
+    """The transcript's words with times taken from the ASR's words.
+
+    Words the ASR recognised identically (after lower-casing and dropping punctuation) take its
+    times; runs of other words share, in equal parts, the time between their matched neighbours.
+    With no usable ASR words at all, the words are returned without times (start == end == 0),
+    which `align_to_frames` leaves unused.
+    """
+    words = transcript.split()
+    if not words:
+        return []
+    times: list[tuple[float, float] | None] = [None] * len(words)
+    matcher = difflib.SequenceMatcher(a=[_key(w) for w in words], b=[_key(w.text) for w in recognised],
+                                      autojunk=False)
+    for block in matcher.get_matching_blocks():
+        for k in range(block.size):
+            asr = recognised[block.b + k]
+            times[block.a + k] = (asr.start, asr.end)
+    if not any(times):
+        return [Word(w, 0.0, 0.0) for w in words]
+    end_of_speech = max(w.end for w in recognised)
+    out: list[Word] = []
+    i = 0
+    while i < len(words):
+        if times[i] is not None:
+            out.append(Word(words[i], *times[i]))
+            i += 1
+            continue
+        j = i
+        while j < len(words) and times[j] is None:
+            j += 1
+        left = times[i - 1][1] if i > 0 else (times[j][0] if j < len(words) else 0.0)
+        right = times[j][0] if j < len(words) else max(end_of_speech, left)
+        step = (right - left) / (j - i)
+        out += [Word(words[i + k], left + k * step, left + (k + 1) * step) for k in range(j - i)]
+        i = j
+    return out

@@ -28,7 +28,7 @@ from dmcodec.audio import load_audio
 
 from ..data.manifest import Utterance, read_manifest
 from .asr import Recognizer
-from .lm import LMTeacher, align_to_frames
+from .lm import LMTeacher, align_to_frames, transcript_words
 
 INDEX = "index.json"
 
@@ -42,8 +42,16 @@ class SpeechTeacher(Protocol):
 
 def precompute(manifest: str | Path, out: str | Path, speech: SpeechTeacher, lm: LMTeacher,
                recognizer: Recognizer, hop_length: int = 320, sample_rate: int = 16000,
-               splits: tuple[str, ...] = ("train", "dev"), shard_size: int = 128, progress: bool = True) -> Path:
-    """Features for every utterance of `splits` in `manifest`; returns the index path."""
+               splits: tuple[str, ...] = ("train", "dev"), shard_size: int = 128, progress: bool = True,
+               lm_text: str = "transcript") -> Path:
+    """Features for every utterance of `splits` in `manifest`; returns the index path.
+
+    lm_text: "transcript" feeds the LM teacher the manifest's transcript (timed by the ASR's
+    words), falling back to the ASR's text where a row has none; "asr" always uses the ASR
+    text, as the paper does.
+    """
+    if lm_text not in ("transcript", "asr"):
+        raise ValueError(f"lm_text must be 'transcript' or 'asr', got {lm_text!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     utterances = [u for u in read_manifest(manifest) if u.split in splits]
@@ -54,7 +62,7 @@ def precompute(manifest: str | Path, out: str | Path, speech: SpeechTeacher, lm:
     for number, shard in enumerate(shards):
         path = out / f"shard-{number:05d}.safetensors"
         if not path.exists():
-            _write_shard(shard, path, speech, lm, recognizer, hop_length, sample_rate)
+            _write_shard(shard, path, speech, lm, recognizer, hop_length, sample_rate, lm_text)
         bar.update(len(shard))
     bar.close()
     items = {}
@@ -66,7 +74,7 @@ def precompute(manifest: str | Path, out: str | Path, speech: SpeechTeacher, lm:
         "hop_length": hop_length,
         "sample_rate": sample_rate,
         "teachers": {"lm": {"name": lm.name, "dim": lm.dim}, "speech": {"name": speech.name, "dim": speech.dim},
-                     "asr": "faster-whisper"},
+                     "asr": "faster-whisper", "lm_text": lm_text},
         "items": items,
     }
     (out / INDEX).write_text(json.dumps(index, indent=1) + "\n")
@@ -74,14 +82,16 @@ def precompute(manifest: str | Path, out: str | Path, speech: SpeechTeacher, lm:
 
 
 def _write_shard(shard: list[Utterance], path: Path, speech: SpeechTeacher, lm: LMTeacher,
-                 recognizer: Recognizer, hop_length: int, sample_rate: int) -> None:
+                 recognizer: Recognizer, hop_length: int, sample_rate: int, lm_text: str) -> None:
     audios = [load_audio(u.path, sample_rate)[0] for u in shard]
     transcripts = recognizer.transcribe_many(audios, rate=sample_rate)
     tensors: dict[str, torch.Tensor] = {}
     records = {}
     for utterance, audio, (text, words) in zip(shard, audios, transcripts):
         frames = -(-len(audio) // hop_length)
-        lm_features, lm_mask = align_to_frames(words, lm.word_features([w.text for w in words]), frames,
+        timed = transcript_words(utterance.transcript, words) if lm_text == "transcript" and \
+            utterance.transcript.strip() else words
+        lm_features, lm_mask = align_to_frames(timed, lm.word_features([w.text for w in timed]), frames,
                                                sample_rate / hop_length)
         tensors[f"{utterance.id}/lm"] = lm_features.half()
         tensors[f"{utterance.id}/lm_mask"] = lm_mask.to(torch.uint8)

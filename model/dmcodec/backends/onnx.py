@@ -1,0 +1,143 @@
+"""ONNX Runtime backend: the encoder and decoder as ONNX graphs, exported once per checkpoint.
+
+Graphs are cached in `<checkpoint>/onnx/<key>/` (or under $DMCODEC_CACHE when the checkpoint's
+folder is read-only), where the key hashes the weights' sha256 with the export settings, so a
+changed checkpoint or setting never reuses a stale graph. Weight norm is folded before export.
+Windows shorter than `MIN_FRAMES` frames run in torch: reflect padding at the frame-rate layers
+needs that many frames, and the torch code handles shorter input with its own rule.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..checkpoint import LoadedCodec
+from .torch_backend import TorchBackend
+
+OPSET = 17
+MIN_FRAMES = 4
+EXPORT_VERSION = 1  # bump when the export code changes what it writes
+
+
+def _key(codec: LoadedCodec, precision: str) -> str:
+    settings = {"sha256": codec.sha256, "precision": precision, "opset": OPSET, "version": EXPORT_VERSION,
+                "torch": torch.__version__.split("+")[0]}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _writable(directory: Path) -> bool:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory):
+            return True
+    except OSError:
+        return False
+
+
+def graph_dir(codec: LoadedCodec, precision: str = "fp32", cache_dir: str | Path | None = None) -> Path:
+    """Where the graphs for this checkpoint and precision live (created if needed)."""
+    key = _key(codec, precision)
+    if cache_dir is None and codec.path is not None and _writable(codec.path.parent / "onnx"):
+        return codec.path.parent / "onnx" / key
+    root = Path(cache_dir or os.environ.get("DMCODEC_CACHE", Path.home() / ".cache" / "dmcodec")) / "onnx"
+    return root / f"{codec.sha256[:16]}-{key}"
+
+
+def export_onnx(codec: LoadedCodec, precision: str = "fp32", cache_dir: str | Path | None = None) -> Path:
+    """Export (or find) encoder.onnx and decoder.onnx for the checkpoint; returns their folder."""
+    directory = graph_dir(codec, precision, cache_dir)
+    if (directory / "meta.json").exists():
+        return directory
+    directory.mkdir(parents=True, exist_ok=True)
+    model = codec.model
+    if any(p.requires_grad for p in model.parameters()):
+        raise ValueError("export needs a model prepared with for_inference() (weight norm folded)")
+    hop, frames = model.hop_length, 150
+    with tempfile.TemporaryDirectory(dir=directory) as tmp, warnings.catch_warnings():
+        # The tracer warns about Python-side shape checks; the graphs are checked below.
+        warnings.simplefilter("ignore")
+        tmp_path = Path(tmp)
+        cpu_model = model if next(model.parameters()).device.type == "cpu" else _cpu_copy(codec)
+        torch.onnx.export(cpu_model.encoder, (torch.randn(1, 1, frames * hop),), tmp_path / "encoder.onnx",
+                          dynamo=False, opset_version=OPSET, input_names=["audio"], output_names=["latent"],
+                          dynamic_axes={"audio": {0: "batch", 2: "samples"}, "latent": {0: "batch", 2: "frames"}})
+        torch.onnx.export(cpu_model.decoder, (torch.randn(1, model.config.dimension, frames),),
+                          tmp_path / "decoder.onnx", dynamo=False, opset_version=OPSET,
+                          input_names=["latent"], output_names=["audio"],
+                          dynamic_axes={"latent": {0: "batch", 2: "frames"}, "audio": {0: "batch", 2: "samples"}})
+        if precision == "int8":
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            for name in ("encoder", "decoder"):
+                quantize_dynamic(tmp_path / f"{name}.onnx", tmp_path / f"{name}.int8.onnx",
+                                 weight_type=QuantType.QInt8)
+                os.replace(tmp_path / f"{name}.int8.onnx", tmp_path / f"{name}.onnx")
+        for name in ("encoder", "decoder"):
+            os.replace(tmp_path / f"{name}.onnx", directory / f"{name}.onnx")
+    meta = {"checkpoint_sha256": codec.sha256, "precision": precision, "opset": OPSET,
+            "export_version": EXPORT_VERSION, "torch": torch.__version__, "min_frames": MIN_FRAMES}
+    (directory / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return directory
+
+
+def _cpu_copy(codec: LoadedCodec):
+    from ..checkpoint import load_checkpoint
+
+    return load_checkpoint(codec.path, verify=False).model
+
+
+class OnnxBackend:
+    """Args:
+        codec: the loaded checkpoint (its quantizer searches codes; short windows use its torch model).
+        precision: fp32, or int8 (dynamically quantised weights; check the agreement before use).
+        threads: intra-op threads of each session call - like torch's, part of what fixes the codes.
+        cache_dir: where graphs go when the checkpoint's folder is read-only.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, codec: LoadedCodec, precision: str = "fp32", threads: int = 1,
+                 cache_dir: str | Path | None = None):
+        import onnxruntime as ort
+
+        self.codec = codec
+        self.model = codec.model
+        self.precision = precision
+        self.device = next(self.model.parameters()).device
+        self.directory = export_onnx(codec, precision, cache_dir)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        providers = ["CPUExecutionProvider"]
+        if self.device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        self.providers = providers
+        self.encoder = ort.InferenceSession(str(self.directory / "encoder.onnx"), options, providers=providers)
+        self.decoder = ort.InferenceSession(str(self.directory / "decoder.onnx"), options, providers=providers)
+        self._short = TorchBackend(self.model)
+
+    def encode(self, wav: torch.Tensor, n_q: int) -> np.ndarray:
+        # wav [B, 1, T] -> latent [B, D, F] (ONNX) -> codes [n_q, B, F] (fp32 quantizer)
+        if self.model.num_frames(wav.shape[-1]) < MIN_FRAMES:
+            return self._short.encode(wav, n_q)
+        latent = self.encoder.run(None, {"audio": wav.detach().float().cpu().numpy()})[0]
+        with torch.inference_mode():
+            return self.model.quantizer.encode(torch.from_numpy(latent).to(self.device), n_q).cpu().numpy()
+
+    def decode(self, codes: torch.Tensor) -> np.ndarray:
+        # codes [n_q, B, F] -> latent [B, D, F] (fp32) -> audio [B, F * hop] (ONNX)
+        if codes.shape[-1] < MIN_FRAMES:
+            return self._short.decode(codes)
+        self.model.check_codes(codes)
+        with torch.inference_mode():
+            latent = self.model.quantizer.decode(codes.to(self.device)).float().cpu().numpy()
+        return self.decoder.run(None, {"latent": latent})[0][:, 0]

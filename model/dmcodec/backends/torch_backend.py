@@ -1,0 +1,60 @@
+"""The reference backend: the PyTorch model, fp32 unless a reduced precision is asked for."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+
+from ..model import DMCodec
+
+
+class TorchBackend:
+    """Args:
+        model: a model prepared with `for_inference()`.
+        precision: fp32; on CUDA also tf32 (TF32 matmuls/convs), bf16 or fp16 (autocast of the
+            encoder and decoder). The quantizer always searches codes in fp32.
+    """
+
+    name = "torch"
+
+    def __init__(self, model: DMCodec, precision: str = "fp32"):
+        self.model = model
+        self.precision = precision
+        self.device = next(model.parameters()).device
+        if precision != "fp32" and self.device.type != "cuda":
+            raise ValueError(f"precision {precision} needs a CUDA device for the torch backend")
+
+    @contextlib.contextmanager
+    def _precision(self):
+        if self.precision in ("bf16", "fp16"):
+            dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+            with torch.autocast("cuda", dtype=dtype):
+                yield
+        elif self.precision == "tf32":
+            # The flags are process-wide; the Tokenizer turns them off for fp32 at start-up.
+            previous = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+            try:
+                yield
+            finally:
+                torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = previous
+        else:
+            yield
+
+    @torch.inference_mode()
+    def encode(self, wav: torch.Tensor, n_q: int) -> np.ndarray:
+        # wav [B, 1, T] -> latent [B, D, F] -> codes [n_q, B, F]
+        with self._precision():
+            latent = self.model.encoder(wav)
+        return self.model.quantizer.encode(latent.float(), n_q).cpu().numpy()
+
+    @torch.inference_mode()
+    def decode(self, codes: torch.Tensor) -> np.ndarray:
+        # codes [n_q, B, F] -> latent [B, D, F] -> audio [B, F * hop]
+        self.model.check_codes(codes)
+        latent = self.model.quantizer.decode(codes)
+        with self._precision():
+            audio = self.model.decoder(latent)
+        return audio[:, 0].float().cpu().numpy()
