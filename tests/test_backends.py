@@ -1,0 +1,118 @@
+"""Inference backends: ONNX Runtime graphs exported once per checkpoint and cached, batch
+invariance and windows as with torch, code agreement measured and enforced, the precision
+policy at the service's start-up, and the mode in every response."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import httpx
+import numpy as np
+import pytest
+
+from dmcodec import load_checkpoint
+from dmcodec.backends import create_backend
+from dmcodec.backends.agreement import AgreementError, code_agreement
+from dmcodec.backends.onnx import MIN_FRAMES, export_onnx, graph_dir
+from dmcodec.tokenizer import Tokenizer, WindowPolicy
+
+from conftest import clips
+from server import running_server
+
+
+def test_graphs_are_exported_once_and_keyed_by_checkpoint_and_precision(tiny_checkpoint, small_checkpoint, tmp_path):
+    tiny = load_checkpoint(tiny_checkpoint)
+    directory = export_onnx(tiny)
+    assert directory.parent == tiny_checkpoint / "onnx"
+    assert {p.name for p in directory.iterdir()} == {"encoder.onnx", "decoder.onnx", "meta.json"}
+    mtime = (directory / "encoder.onnx").stat().st_mtime_ns
+    assert export_onnx(load_checkpoint(tiny_checkpoint)) == directory  # found, not re-exported
+    assert (directory / "encoder.onnx").stat().st_mtime_ns == mtime
+    assert graph_dir(load_checkpoint(small_checkpoint)).name != directory.name
+    assert graph_dir(tiny, "int8") != directory
+
+    # Where the checkpoint's folder cannot take the graphs (here: "onnx" is a file, which even
+    # root cannot write into), they go to the cache instead.
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    for name in ("model.safetensors", "config.json"):
+        (blocked / name).write_bytes((tiny_checkpoint / name).read_bytes())
+    (blocked / "onnx").write_text("not a folder")
+    os.environ["DMCODEC_CACHE"] = str(tmp_path / "cache")
+    try:
+        cached = export_onnx(load_checkpoint(blocked))
+    finally:
+        del os.environ["DMCODEC_CACHE"]
+    assert cached.parent == tmp_path / "cache" / "onnx" and (cached / "decoder.onnx").exists()
+
+
+@pytest.mark.parametrize("mode", ["single", "fixed"])
+def test_onnx_tokens_are_batch_invariant_and_windowed_like_torch(small_checkpoint, mode):
+    codec = load_checkpoint(small_checkpoint)
+    policy = WindowPolicy(batch_mode=mode, window_frames=200, context_frames=20, max_batch_items=3,
+                          max_batch_frames=1000)
+    onnx = Tokenizer(codec, policy, "onnxruntime", min_agreement=0.0)
+    audio = clips([0.01, 0.3, 1.7, 2.2, 5.5, 1.7], seed=40)  # includes windows below MIN_FRAMES
+    together = onnx.encode_arrays(audio)
+    alone = [onnx.encode_arrays([a])[0] for a in audio]
+    assert all(np.array_equal(x, y) for x, y in zip(together, alone))
+    assert [c.shape[1] for c in together] == [-(-len(a) // 320) for a in audio]
+    decoded = onnx.decode_many([(c, len(a)) for c, a in zip(together, audio)])
+    assert [len(d) for d in decoded] == [len(a) for a in audio]
+    assert all(np.array_equal(d, onnx.decode(c, len(a))) for d, c, a in zip(decoded, together, audio))
+    # Windows too short for the graphs run in torch: identical codes there.
+    torch_codes = Tokenizer(codec, policy).encode_arrays(audio[:1])[0]
+    assert together[0].shape[1] < MIN_FRAMES and np.array_equal(together[0], torch_codes)
+
+
+def test_onnx_decoder_matches_torch_audio(small_checkpoint):
+    codec = load_checkpoint(small_checkpoint)
+    codes = Tokenizer(codec).encode_arrays(clips([2.0], seed=3))[0]
+    reference = create_backend(codec, "torch").decode(__import__("torch").from_numpy(codes)[:, None])
+    onnx = create_backend(codec, "onnxruntime").decode(__import__("torch").from_numpy(codes)[:, None])
+    assert np.abs(reference - onnx).max() < 1e-4
+
+
+def test_reduced_precision_is_measured_and_refused_below_the_threshold(small_checkpoint):
+    codec = load_checkpoint(small_checkpoint)
+    with pytest.raises(AgreementError, match=r"int8 keeps only .*% of fp32 torch codes"):
+        Tokenizer(codec, backend="onnxruntime", precision="int8", min_agreement=0.999)
+    allowed = Tokenizer(codec, backend="onnxruntime", precision="int8", min_agreement=0.0)
+    assert 0 <= allowed.agreement.overall < 0.999 and len(allowed.agreement.per_level) == 8
+    info = allowed.model_info()
+    assert (info["backend"], info["precision"]) == ("onnxruntime", "int8")
+    assert info["code_agreement"] == allowed.agreement.overall
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        Tokenizer(codec, precision="bf16")
+    with pytest.raises(ValueError, match="supports precisions"):
+        Tokenizer(codec, backend="onnxruntime", precision="bf16")
+
+
+def test_agreement_counts_positions_per_level():
+    a = [np.array([[1, 2, 3, 4], [5, 6, 7, 8]])]
+    b = [np.array([[1, 2, 3, 0], [5, 0, 0, 8]])]
+    result = code_agreement(a, b)
+    assert result.overall == pytest.approx(5 / 8) and result.per_level == [0.75, 0.5] and result.positions == 8
+
+
+def test_service_reports_backend_and_refuses_a_mode_below_the_threshold(tiny_checkpoint, tmp_path):
+    with running_server(tiny_checkpoint, tmp_path / "ok.log", backend="onnxruntime", min_code_agreement=0.0) as (url, _):
+        info = httpx.get(f"{url}/v1/info").json()["model"]
+        encoded = httpx.post(f"{url}/v1/encode", files={"file": ("a.wav", _wav_bytes(), "audio/wav")}).json()
+    assert info["backend"] == encoded["model"]["backend"] == "onnxruntime"
+    assert info["precision"] == "fp32" and 0 <= info["code_agreement"] <= 1
+
+    env = {**os.environ, "DMCODEC_CHECKPOINT": str(tiny_checkpoint), "DMCODEC_BACKEND": "onnxruntime",
+           "DMCODEC_PRECISION": "int8", "DMCODEC_MIN_CODE_AGREEMENT": "1.0", "DMCODEC_PORT": "1"}
+    result = subprocess.run([sys.executable, "-m", "dmcodec_service"], env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode != 0
+    assert "of fp32 torch codes on the calibration set" in result.stderr
+
+
+def _wav_bytes() -> bytes:
+    from dmcodec.audio import wav_bytes
+
+    return wav_bytes(clips([1.5], seed=8)[0], 16000)
