@@ -1,11 +1,13 @@
-"""Encode/decode throughput: dmcodec vs the reference `speechtokenizer` package, same weights.
+"""Encode/decode throughput: dmcodec's backends vs the reference `speechtokenizer` package,
+same weights.
 
-Prints seconds of audio per second at batch 1 and batch 8 of 10-second clips, and ours/theirs
-ratios measured side by side in one run (runs interleaved, best of --repeats). With --memory,
-also peak RSS of encoding+decoding 1 and 10 minutes in one piece through the tokenizer (each
-in a fresh process).
+Prints seconds of audio per second at batch 1 and batch 8 of 10-second clips for each backend
+(torch, onnxruntime) and the reference, and backend/reference ratios measured side by side in
+one run (runs interleaved, best of --repeats), plus each backend's code agreement with torch.
+With --memory, also peak RSS of encoding+decoding 1 and 10 minutes in one piece through the
+tokenizer (each in a fresh process).
 
-    python bench/codec_throughput.py [--preset paper] [--repeats 2] [--memory]
+    python bench/codec_throughput.py [--preset paper] [--backends torch,onnxruntime] [--memory]
 """
 
 from __future__ import annotations
@@ -15,14 +17,16 @@ import json
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from dmcodec import DMCodec, Tokenizer, WindowPolicy, preset
-from dmcodec.checkpoint import LoadedCodec
+from dmcodec import DMCodec, Tokenizer, WindowPolicy, load_checkpoint, preset
+from dmcodec.checkpoint import LoadedCodec, save_checkpoint
 from dmcodec.signals import speech_like
 
 
@@ -60,36 +64,47 @@ def throughput(args) -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     model = build(args.preset)
     twin = reference_twin(model)
-    codec = LoadedCodec(model.for_inference(), sha256="bench", name=args.preset, path=None)
-    ours = Tokenizer(codec, WindowPolicy(threads_per_window=args.threads_per_window))
-    clips = [speech_like(args.seconds, seed=100 + i) for i in range(8)]
-    wav = torch.from_numpy(np.stack(clips))[:, None]
-    with torch.inference_mode():
-        codes = twin.encode(wav)
-    our_codes = [c for c in ours.encode_arrays(clips)]
-    rows = []
-    for batch in (1, 8):
-        audio_s = batch * args.seconds
-        cases = {
-            ("encode", "ours"): lambda: ours.encode_arrays(clips[:batch]),
-            ("encode", "speechtokenizer"): lambda: twin.encode(wav[:batch]),
-            ("decode", "ours"): lambda: ours.decode_many([(c, None) for c in our_codes[:batch]]),
-            ("decode", "speechtokenizer"): lambda: twin.decode(codes[:, :batch]),
-        }
+    with tempfile.TemporaryDirectory() as tmp:
+        # A real checkpoint folder, so that the onnxruntime backend exports and caches its graphs.
+        codec = load_checkpoint(save_checkpoint(model, Path(tmp) / args.preset))
+        backends = args.backends.split(",")
+        policy = WindowPolicy(threads_per_window=args.threads_per_window)
+        ours = {name: Tokenizer(codec, policy, name, min_agreement=0.0) for name in backends}
+        clips = [speech_like(args.seconds, seed=100 + i) for i in range(8)]
+        wav = torch.from_numpy(np.stack(clips))[:, None]
         with torch.inference_mode():
-            for fn in cases.values():  # warm-up
-                fn()
-            results = {key: audio_s / t for key, t in best_times(cases, args.repeats).items()}
-        for op in ("encode", "decode"):
-            rows.append({"op": op, "batch": batch, "ours_x_realtime": round(results[(op, "ours")], 2),
-                         "reference_x_realtime": round(results[(op, "speechtokenizer")], 2),
-                         "ratio": round(results[(op, "ours")] / results[(op, "speechtokenizer")], 3)})
+            codes = twin.encode(wav)
+        our_codes = {name: tok.encode_arrays(clips) for name, tok in ours.items()}
+        rows = []
+        for batch in (1, 8):
+            audio_s = batch * args.seconds
+            cases = {("encode", "speechtokenizer"): lambda: twin.encode(wav[:batch]),
+                     ("decode", "speechtokenizer"): lambda: twin.decode(codes[:, :batch])}
+            for name, tok in ours.items():
+                cases[("encode", name)] = lambda tok=tok: tok.encode_arrays(clips[:batch])
+                cases[("decode", name)] = lambda tok=tok, name=name: tok.decode_many(
+                    [(c, None) for c in our_codes[name][:batch]])
+            with torch.inference_mode():
+                for fn in cases.values():  # warm-up
+                    fn()
+                results = {key: audio_s / t for key, t in best_times(cases, args.repeats).items()}
+            for op in ("encode", "decode"):
+                reference = results[(op, "speechtokenizer")]
+                row = {"op": op, "batch": batch, "reference_x_realtime": round(reference, 2)}
+                for name in backends:
+                    row[f"{name}_x_realtime"] = round(results[(op, name)], 2)
+                    row[f"{name}_ratio"] = round(results[(op, name)] / reference, 3)
+                rows.append(row)
     print(f"preset={args.preset} params={model.num_parameters() / 1e6:.2f}M clip={args.seconds}s "
-          f"reference threads={torch.get_num_threads()} ours: {args.threads_per_window} thread(s) per window, "
-          f"{ours.windowing_info()}")
-    print(f"{'op':<8}{'batch':>6}{'ours xRT':>10}{'ref xRT':>10}{'ours/ref':>10}")
+          f"reference threads={torch.get_num_threads()} ours: {args.threads_per_window} thread(s) per window")
+    for name, tok in ours.items():
+        print(f"  {name}: code agreement with torch on the calibration set: "
+              f"{tok.agreement.to_dict() if tok.agreement else 'reference'}")
+    header = f"{'op':<8}{'batch':>6}{'ref xRT':>10}" + "".join(f"{name + ' xRT':>18}{'ratio':>8}" for name in backends)
+    print(header)
     for r in rows:
-        print(f"{r['op']:<8}{r['batch']:>6}{r['ours_x_realtime']:>10}{r['reference_x_realtime']:>10}{r['ratio']:>10}")
+        print(f"{r['op']:<8}{r['batch']:>6}{r['reference_x_realtime']:>10}"
+              + "".join(f"{r[name + '_x_realtime']:>18}{r[name + '_ratio']:>8}" for name in backends))
     print(json.dumps(rows))
 
 
@@ -133,6 +148,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads-per-window", type=int, default=1)
+    parser.add_argument("--backends", default="torch,onnxruntime", help="comma-separated: torch, onnxruntime")
     parser.add_argument("--memory", action="store_true", help="also measure peak RSS for 1 and 10 minutes")
     parser.add_argument("--child-minutes", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -73,8 +73,10 @@ async def load(url: str, clips: list[bytes], clip_seconds: float, concurrency: i
             "mean_batch": round((after[0] - before[0]) / batches, 2) if batches else 0.0}
 
 
-def in_process(checkpoint: Path, clips: list[np.ndarray], clip_seconds: float, workers: int, threads: int) -> float:
-    tokenizer = Tokenizer(load_checkpoint(checkpoint), WindowPolicy(workers=workers, threads_per_window=threads))
+def in_process(checkpoint: Path, clips: list[np.ndarray], clip_seconds: float, workers: int, threads: int,
+               backend: str = "torch") -> float:
+    tokenizer = Tokenizer(load_checkpoint(checkpoint), WindowPolicy(workers=workers, threads_per_window=threads),
+                          backend, min_agreement=0.0)
     tokenizer.encode_arrays(clips[:2])
     start = time.monotonic()
     tokenizer.encode_arrays(clips)
@@ -89,22 +91,36 @@ def main() -> None:
     parser.add_argument("--clip-seconds", type=float, default=5.0)
     parser.add_argument("--workers", type=int, default=0, help="window workers (0: cores / threads per window)")
     parser.add_argument("--threads-per-window", type=int, default=1)
+    parser.add_argument("--backends", default="torch", help="comma-separated: torch, onnxruntime (one server each)")
     args = parser.parse_args()
     checkpoint = resolve_checkpoint(args.checkpoint)
     arrays = [speech_like(args.clip_seconds, seed=i) for i in range(16)]
     clips = [wav_bytes(a, 16000) for a in arrays]
-    reference = in_process(checkpoint, arrays, args.clip_seconds, args.workers, args.threads_per_window)
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        with local_server(checkpoint, Path(tmp) / "server.log", workers=args.workers,
-                          threads_per_window=args.threads_per_window,
-                          max_queue_size=256, max_batch_size=16, max_wait_ms=5) as (url, _):
-            for level in args.levels:
-                rows.append(asyncio.run(load(url, clips, args.clip_seconds, level, args.seconds)))
+    results = {}
+    for backend in args.backends.split(","):
+        reference = in_process(checkpoint, arrays, args.clip_seconds, args.workers, args.threads_per_window, backend)
+        rows = []
+        with tempfile.TemporaryDirectory() as tmp:
+            with local_server(checkpoint, Path(tmp) / "server.log", workers=args.workers,
+                              threads_per_window=args.threads_per_window, backend=backend, min_code_agreement=0.0,
+                              max_queue_size=256, max_batch_size=16, max_wait_ms=5) as (url, _):
+                for level in args.levels:
+                    rows.append(asyncio.run(load(url, clips, args.clip_seconds, level, args.seconds)))
+        results[backend] = {"in_process_audio_s_per_s": round(reference, 2), "levels": rows}
+        report(backend, checkpoint, args, reference, rows)
+    if len(results) > 1:
+        first, *others = results
+        for other in others:
+            ratios = {a["concurrency"]: round(b["audio_s_per_s"] / a["audio_s_per_s"], 3)
+                      for a, b in zip(results[first]["levels"], results[other]["levels"])}
+            print(f"{other} / {first} audio s/s by concurrency: {ratios}")
+    print(json.dumps(results))
+
+
+def report(backend: str, checkpoint: Path, args, reference: float, rows: list[dict]) -> None:
     by_level = {r["concurrency"]: r["audio_s_per_s"] for r in rows}
-    print(f"checkpoint={checkpoint} clip={args.clip_seconds}s workers={args.workers or 'auto'} "
-          f"threads/window={args.threads_per_window} "
-          f"in-process throughput={reference:.2f} audio s/s")
+    print(f"backend={backend} checkpoint={checkpoint} clip={args.clip_seconds}s workers={args.workers or 'auto'} "
+          f"threads/window={args.threads_per_window} in-process throughput={reference:.2f} audio s/s")
     print(f"{'concurrency':>11}{'requests':>10}{'audio s/s':>11}{'p50 s':>8}{'p95 s':>8}{'p99 s':>8}{'batch':>7}")
     for r in rows:
         print(f"{r['concurrency']:>11}{r['requests']:>10}{r['audio_s_per_s']:>11}{r['p50_s']:>8}"
@@ -113,7 +129,6 @@ def main() -> None:
         print(f"c16 / in-process = {by_level[16] / reference:.3f}")
         if 1 in by_level:
             print(f"c16 / c1 = {by_level[16] / by_level[1]:.3f}")
-    print(json.dumps({"in_process_audio_s_per_s": round(reference, 2), "levels": rows}))
 
 
 if __name__ == "__main__":

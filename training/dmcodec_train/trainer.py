@@ -211,7 +211,8 @@ class Trainer:
                 fake_outputs = self.d_model(fake)
             logs["adversarial"] = generator_loss(fake_outputs)
             logs["feature_matching"] = feature_matching_loss(real_outputs, fake_outputs)
-            total = total + weights.adversarial * logs["adversarial"] + weights.feature_matching * logs["feature_matching"]
+            total = (total + weights.adversarial * logs["adversarial"]
+                     + weights.feature_matching * logs["feature_matching"])
         self.g_opt.zero_grad(set_to_none=True)
         total.backward()
         if config.grad_clip:
@@ -249,8 +250,13 @@ class Trainer:
                 "train_hours": round(self.train_hours, 3), "manifest": self.manifest.name,
                 "teachers": self.teachers, "lm_levels": self.config.lm_levels,
                 "speech_levels": self.config.speech_levels, "loss_weights": self.config.to_dict()["loss"],
-                "hardware": f"{self.world} x {torch.cuda.get_device_name(self.device) if self.device.type == 'cuda' else platform.processor() or 'cpu'}",
+                "hardware": f"{self.world} x {self._device_name()}",
                 "best_dev_mel": self.best_dev_mel}
+
+    def _device_name(self) -> str:
+        if self.device.type == "cuda":
+            return torch.cuda.get_device_name(self.device)
+        return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
     # --- the loop ------------------------------------------------------------------------
     def fit(self, steps: int | None = None) -> dict[str, float]:
