@@ -19,6 +19,15 @@ def _scaled(channels: int, width: float) -> int:
     return max(4, int(round(channels * width)))
 
 
+def _features(convs: nn.ModuleList, post: nn.Module, x: torch.Tensor, slope: float):
+    """Convs with leaky ReLU, keeping every activation; then the logits layer, flattened."""
+    features = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), slope)
+        features.append(x)
+    return post(x).flatten(1), features
+
+
 class PeriodDiscriminator(nn.Module):
     """Folds the waveform into [B, 1, T / period, period] and looks at each phase with 2-D convs."""
 
@@ -38,11 +47,7 @@ class PeriodDiscriminator(nn.Module):
         pad = (-length) % self.period
         x = F.pad(wav, (0, pad), mode="reflect" if pad < length else "constant")
         x = x.reshape(batch, 1, -1, self.period)  # [B, 1, T / p, p]
-        features = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)
-            features.append(x)
-        return self.post(x).flatten(1), features
+        return _features(self.convs, self.post, x, 0.1)
 
 
 class ScaleDiscriminator(nn.Module):
@@ -63,11 +68,7 @@ class ScaleDiscriminator(nn.Module):
         self.post = weight_norm(nn.Conv1d(c_in, 1, 3, padding=1))
 
     def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        x, features = wav, []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)
-            features.append(x)
-        return self.post(x).flatten(1), features
+        return _features(self.convs, self.post, wav, 0.1)
 
 
 class STFTDiscriminator(nn.Module):
@@ -90,11 +91,7 @@ class STFTDiscriminator(nn.Module):
     def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         spec = torch.stft(wav.squeeze(1).float(), self.n_fft, self.hop, window=self.window, return_complex=True)
         x = torch.stack([spec.real, spec.imag], dim=1).transpose(2, 3)  # [B, 2, frames, bins]
-        features = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.2)
-            features.append(x)
-        return self.post(x).flatten(1), features
+        return _features(self.convs, self.post, x, 0.2)
 
 
 class MultiPeriodDiscriminator(nn.Module):
