@@ -37,7 +37,14 @@ def test_batched_equals_one_by_one_for_mixed_lengths(small_checkpoint, mode):
 
 def test_codes_equal_the_plain_model_for_a_single_window(small_tokenizer):
     clip = clips([1.7], seed=5)[0]
-    direct = small_tokenizer.model.encode(torch.from_numpy(clip)[None, None])[:, 0].numpy()
+    # The same computation as the tokenizer's window: the model alone, at threads_per_window threads
+    # (the thread count is part of what fixes the codes).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(small_tokenizer.policy.threads_per_window)
+    try:
+        direct = small_tokenizer.model.encode(torch.from_numpy(clip)[None, None])[:, 0].numpy()
+    finally:
+        torch.set_num_threads(threads)
     assert np.array_equal(small_tokenizer.encode_arrays([clip])[0], direct)
 
 
