@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from dmcodec.audio import write_wav
 from dmcodec.signals import speech_like
@@ -90,3 +91,30 @@ def test_manifest_round_trips_and_reads_folders_and_librispeech(tmp_path):
     libri = from_librispeech(tmp_path / "libri", "dev")
     assert [(u.id, u.transcript, u.speaker, u.split) for u in libri] == [
         ("103-1240-0000", "CHAPTER ONE", "103", "dev"), ("103-1240-0001", "MISSUS RACHEL", "103", "dev")]
+
+
+def test_crops_align_audio_with_teacher_frames_at_any_file_rate(train_corpus, tmp_path):
+    import soxr
+
+    from dmcodec_train.data.batches import CropSampler
+    from dmcodec_train.teachers.precompute import FeatureStore
+
+    manifest, features = train_corpus
+    store = FeatureStore(features)
+    utterance = read_manifest(manifest, "train")[0]
+    original, _ = sf.read(utterance.path, dtype="float32")
+    sf.write(tmp_path / "hi.wav", soxr.resample(original, 16000, 22050), 22050)
+    resampled = Utterance(utterance.id, str(tmp_path / "hi.wav"), utterance.duration, split="train")
+    a = CropSampler([utterance], store, 40, 320, 16000, seed=1).batch(3, 2)
+    b = CropSampler([resampled], store, 40, 320, 16000, seed=1).batch(3, 2)
+    assert a.audio.shape == b.audio.shape == (2, 1, 40 * 320)
+    assert torch.equal(a.speech, b.speech) and torch.equal(a.lm_mask, b.lm_mask)
+    for x, y in zip(a.audio, b.audio):
+        assert np.corrcoef(x[0, 2000:-2000], y[0, 2000:-2000])[0, 1] > 0.99
+    # A crop's teacher frames are the stored frames at the crop's offset.
+    frames = store.index["items"][utterance.id]["frames"]
+    full = store.get(utterance.id)["speech"]
+    offsets = [next(o for o in range(frames) if torch.equal(full[o:o + 5], crop[:5])) for crop in a.speech]
+    for crop, offset in zip(a.audio, offsets):
+        expected = original[offset * 320:(offset + 40) * 320]
+        assert np.allclose(crop[0, :len(expected)].numpy(), expected, atol=1e-6)

@@ -12,6 +12,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from dmcodec.audio import prepare
+
 from ..teachers.precompute import FeatureStore
 from .manifest import Utterance
 
@@ -69,12 +71,14 @@ class CropSampler:
         start = int(rng.integers(0, max(frames - self.segment_frames, 0) + 1))
         stop = start + self.segment_frames
         audio = np.zeros(self.segment_frames * self.hop, np.float32)
-        samples, rate = sf.read(utterance.path, start=start * self.hop, stop=stop * self.hop, dtype="float32",
-                                always_2d=True)
-        if rate != self.sample_rate:
-            raise ValueError(f"{utterance.path}: {rate} Hz; training expects {self.sample_rate} Hz files "
-                             "(the corpus builder writes them; resample other corpora first)")
-        audio[: len(samples)] = samples.mean(axis=1)
+        rate = sf.info(utterance.path).samplerate
+        # The crop in the file's own rate; other rates are resampled (LibriSpeech and the
+        # synthetic corpus are 16 kHz already, so their crops are read as they are).
+        scale = rate / self.sample_rate
+        samples, _ = sf.read(utterance.path, start=int(start * self.hop * scale), stop=int(stop * self.hop * scale),
+                             dtype="float32", always_2d=True)
+        samples = prepare(samples, rate, self.sample_rate)[: len(audio)]
+        audio[: len(samples)] = samples
         features = self.store.get(utterance.id, start, stop)
         valid = features["lm"].shape[0]
         pad = self.segment_frames - valid
