@@ -39,6 +39,10 @@ class TrainConfig:
         the critics' channels; periods / stft_n_ffts / msd_scales set their shapes.
     lm_levels, speech_levels: the RVQ levels each teacher distils into ("1", "1:8", "8").
     quantizer_dropout: probability that a step trains with a random number of levels.
+    dead_code_threshold: a code whose EMA usage count (per step) falls below this is re-drawn
+        from the batch. The release's 2.0 suits its batches (thousands of frames per step over
+        many GPUs); with a few hundred frames per step and 1024 codes the average count is below
+        1, and 2.0 would re-draw almost every code at every step, so small presets lower it.
     validate_every, checkpoint_every, log_every: in steps. dev_utterances: dev set size used.
     mixed_precision: bf16 autocast on CUDA (ignored on CPU); the quantizer stays fp32.
     """
@@ -67,6 +71,7 @@ class TrainConfig:
     lm_levels: str = "1"
     speech_levels: str = "1:8"
     quantizer_dropout: float = 0.0
+    dead_code_threshold: float = 2.0
     loss: LossWeights = field(default_factory=LossWeights)
     validate_every: int = 500
     checkpoint_every: int = 250

@@ -95,7 +95,10 @@ class Trainer:
         self.sampler = CropSampler(train, store, segment_frames, self.hop, codec_config.sample_rate, config.seed)
         self.train_hours = sum(u.duration for u in train) / 3600
 
-        self.generator = Generator(DMCodec(codec_config), store.dims["lm"], store.dims["speech"]).to(self.device)
+        codec = DMCodec(codec_config)
+        for level in codec.quantizer.levels:
+            level.dead_code_threshold = config.dead_code_threshold
+        self.generator = Generator(codec, store.dims["lm"], store.dims["speech"]).to(self.device)
         self.discriminators = Discriminators(config.periods, config.msd_scales, config.stft_n_ffts,
                                              config.discriminator_width).to(self.device)
         self.mel_loss = MultiScaleMelLoss(codec_config.sample_rate, config.mel_n_ffts, config.n_mels).to(self.device)
