@@ -193,7 +193,11 @@ class Trainer:
         logs: dict[str, torch.Tensor] = {}
         if adversarial:
             with self._autocast():
-                d_loss = discriminator_loss(self.d_model(batch.audio), self.d_model(fake.detach()))
+                real_outputs = self.d_model(batch.audio)
+                d_loss = discriminator_loss(real_outputs, self.d_model(fake.detach()))
+            # The feature-matching targets: the critics' view of the real audio from this same
+            # pass (before their update), which saves a third pass over the real batch.
+            real_targets = [(r.detach(), [f.detach() for f in feats]) for r, feats in real_outputs]
             self.d_opt.zero_grad(set_to_none=True)
             d_loss.backward()
             if config.grad_clip:
@@ -210,10 +214,9 @@ class Trainer:
                  + weights.distillation * (weights.lm * logs["distill_lm"] + weights.speech * logs["distill_speech"]))
         if adversarial:
             with self._autocast():
-                real_outputs = [(r.detach(), [f.detach() for f in feats]) for r, feats in self.d_model(batch.audio)]
                 fake_outputs = self.d_model(fake)
             logs["adversarial"] = generator_loss(fake_outputs)
-            logs["feature_matching"] = feature_matching_loss(real_outputs, fake_outputs)
+            logs["feature_matching"] = feature_matching_loss(real_targets, fake_outputs)
             total = (total + weights.adversarial * logs["adversarial"]
                      + weights.feature_matching * logs["feature_matching"])
         self.g_opt.zero_grad(set_to_none=True)
