@@ -128,16 +128,17 @@ def export_onnx_command(
     min_agreement: float = typer.Option(0.999, help="Fail unless this share of fp32 torch codes is kept."),
 ) -> None:
     """Export (or find cached) ONNX graphs next to a checkpoint and report their code agreement."""
-    tokenizer = _tokenizer(checkpoint, "cpu")
     from .backends.agreement import AgreementError
-    from .backends.onnx import export_onnx
+    from .checkpoint import CheckpointError, load_checkpoint
+    from .tokenizer import Tokenizer
 
-    directory = export_onnx(tokenizer.codec, precision)
     try:
-        checked = type(tokenizer)(tokenizer.codec, tokenizer.policy, "onnxruntime", precision, min_agreement)
-    except AgreementError as err:
+        codec = load_checkpoint(defaults.resolve_checkpoint(checkpoint))
+        # Building the backend exports the graphs (or finds them cached) and measures agreement.
+        checked = Tokenizer(codec, backend="onnxruntime", precision=precision, min_agreement=min_agreement)
+    except (CheckpointError, AgreementError, ValueError) as err:
         _fail(str(err))
-    typer.echo(json.dumps({"graphs": str(directory), "agreement": checked.agreement.to_dict()}))
+    typer.echo(json.dumps({"graphs": str(checked.backend.directory), "agreement": checked.agreement.to_dict()}))
 
 
 @app.command()

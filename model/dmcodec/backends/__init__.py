@@ -29,7 +29,8 @@ class Backend(Protocol):
         """Audio [B, 1, T] -> codes [n_q, B, ceil(T / hop)] int64."""
 
     def decode(self, codes: torch.Tensor) -> np.ndarray:
-        """Codes [n_q, B, F] -> audio [B, F * hop] float32."""
+        """Codes [n_q, B, F] -> audio [B, F * hop] float32. The caller has checked the codes
+        (`Tokenizer.check_codes` runs on every clip before its windows are batched)."""
 
 
 def create_backend(codec: LoadedCodec, name: str = "torch", precision: str = "fp32", threads: int = 1,

@@ -137,7 +137,6 @@ class OnnxBackend:
         # codes [n_q, B, F] -> latent [B, D, F] (fp32) -> audio [B, F * hop] (ONNX)
         if codes.shape[-1] < MIN_FRAMES:
             return self._short.decode(codes)
-        self.model.check_codes(codes)
         with torch.inference_mode():
             latent = self.model.quantizer.decode(codes.to(self.device)).float().cpu().numpy()
         return self.decoder.run(None, {"latent": latent})[0][:, 0]

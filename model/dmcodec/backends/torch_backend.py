@@ -53,7 +53,6 @@ class TorchBackend:
     @torch.inference_mode()
     def decode(self, codes: torch.Tensor) -> np.ndarray:
         # codes [n_q, B, F] -> latent [B, D, F] -> audio [B, F * hop]
-        self.model.check_codes(codes)
         latent = self.model.quantizer.decode(codes)
         with self._precision():
             audio = self.model.decoder(latent)
