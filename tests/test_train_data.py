@@ -118,3 +118,19 @@ def test_crops_align_audio_with_teacher_frames_at_any_file_rate(train_corpus, tm
     for crop, offset in zip(a.audio, offsets):
         expected = original[offset * 320:(offset + 40) * 320]
         assert np.allclose(crop[0, :len(expected)].numpy(), expected, atol=1e-6)
+
+
+def test_mel_loss_takes_bands_per_scale_and_keeps_short_ffts_off_the_floor():
+    from dmcodec_train.mel import MultiScaleMelLoss
+
+    speech = torch.from_numpy(speech_like(1.0, 16000, seed=4))[None, None]
+    uniform = MultiScaleMelLoss(16000, (1024, 128), 80)
+    scaled = MultiScaleMelLoss(16000, (1024, 128), (80, 10))
+    assert [m.filters.shape[0] for m in scaled.scales] == [80, 10]
+    floor = float(torch.log(torch.tensor(1e-5)))
+    # 80 bands over a 128-point FFT's 65 bins: many bands are empty (at the log floor); 10 are not.
+    assert float((uniform.scales[1](speech) <= floor).float().mean()) > 0.1
+    assert float((scaled.scales[1](speech) <= floor).float().mean()) == 0.0
+    assert float(scaled(speech, speech)) == 0.0 and float(scaled(speech, 0.5 * speech)) > 0.5
+    with pytest.raises(ValueError, match="2 FFT sizes"):
+        MultiScaleMelLoss(16000, (1024, 128), (80,))

@@ -126,3 +126,22 @@ def test_ddp_under_torchrun_with_two_processes(train_corpus, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1])["step"] == 4
     assert len((tmp_path / "ddp" / "metrics.csv").read_text().splitlines()) == 5  # rank 0 alone logs
+
+
+def test_new_run_starts_from_a_shipped_checkpoint(train_corpus, tmp_path):
+    manifest, features = train_corpus
+    config = _tiny(steps=3, adversarial_start=10**9, validate_every=10**9)
+    donor = Trainer(config, tmp_path / "donor", manifest, features, progress=False)
+    donor.fit()
+    shipped = donor.export(tmp_path / "shipped")
+
+    heir = Trainer(config, tmp_path / "heir", manifest, features, progress=False)
+    heir.init_from(shipped)
+    assert heir.step == 0
+    assert _states_equal(donor.codec.state_dict(), heir.codec.state_dict()) == []
+    assert heir.codec.quantizer.initialized
+    heir.fit(2)  # and it trains on from there
+
+    other = Trainer(_tiny(codec={"n_filters": 4}), tmp_path / "other", manifest, features, progress=False)
+    with pytest.raises(ValueError, match="another architecture"):
+        other.init_from(shipped)

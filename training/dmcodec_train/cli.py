@@ -95,6 +95,10 @@ def train(manifest: Path = typer.Argument(..., help="corpus manifest (train and 
           set_: Optional[List[str]] = typer.Option(None, "--set", help="override, e.g. steps=500 or loss.lm=0"),
           device: str = typer.Option("auto", help="auto, cpu or cuda"),
           threads: int = typer.Option(0, help="CPU threads (0: torch's default)"),
+          until: Optional[int] = typer.Option(None, help="stop at this step and save (the learning-rate "
+                                              "schedule still runs to the preset's steps); resume later"),
+          init_from: Optional[Path] = typer.Option(None, help="a new run starts from this checkpoint's codec "
+                                                   "weights (e.g. the shipped default) instead of random ones"),
           fresh: bool = typer.Option(False, help="ignore an existing state.pt instead of resuming")):
     """Train (or resume) a run; the best dev checkpoint is exported to RUN/best."""
     import torch
@@ -112,7 +116,12 @@ def train(manifest: Path = typer.Argument(..., help="corpus manifest (train and 
     trainer = Trainer(config, run, manifest, features, device)
     if not fresh and trainer.resume():
         typer.echo(f"resuming {run} at step {trainer.step}")
-    logs = trainer.fit()
+    elif init_from:
+        try:
+            trainer.init_from(init_from)
+        except ValueError as err:
+            _fail(str(err))
+    logs = trainer.fit(until)
     typer.echo(json.dumps({"step": trainer.step, **{k: round(v, 5) for k, v in logs.items()}}))
 
 

@@ -39,6 +39,7 @@ class TrainConfig:
         the critics' channels; periods / stft_n_ffts / msd_scales set their shapes.
     lm_levels, speech_levels: the RVQ levels each teacher distils into ("1", "1:8", "8").
     quantizer_dropout: probability that a step trains with a random number of levels.
+    mel_n_ffts, n_mels: the mel loss's FFT sizes and its bands (one count, or one per FFT size).
     dead_code_threshold: a code whose EMA usage count (per step) falls below this is re-drawn
         from the batch. The release's 2.0 suits its batches (thousands of frames per step over
         many GPUs); with a few hundred frames per step and 1024 codes the average count is below
@@ -67,7 +68,7 @@ class TrainConfig:
     msd_scales: int = 3
     stft_n_ffts: tuple[int, ...] = (1024, 512, 256)
     mel_n_ffts: tuple[int, ...] = (1024, 512, 256, 128)
-    n_mels: int = 80
+    n_mels: int | tuple[int, ...] = 80
     lm_levels: str = "1"
     speech_levels: str = "1:8"
     quantizer_dropout: float = 0.0
@@ -94,8 +95,8 @@ class TrainConfig:
         data = dict(data)
         if isinstance(data.get("loss"), dict):
             data["loss"] = LossWeights(**data["loss"])
-        for key in ("betas", "periods", "stft_n_ffts", "mel_n_ffts"):
-            if key in data:
+        for key in ("betas", "periods", "stft_n_ffts", "mel_n_ffts", "n_mels"):
+            if isinstance(data.get(key), list):
                 data[key] = tuple(data[key])
         return cls(**data)
 

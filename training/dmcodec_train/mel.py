@@ -61,12 +61,19 @@ class MultiScaleMelLoss(nn.Module):
     Args:
         sample_rate: audio rate.
         n_ffts: the FFT sizes (the paper: 1024, 512, 256, 128).
-        n_mels: mel bands per scale (the paper: 80).
+        n_mels: mel bands, one count for every scale (the paper: 80) or one per scale. Fewer
+            bands for the short FFTs (as descript-audio-codec does) keep each band wide enough
+            to hold energy: 80 bands over the 65 bins of a 128-point FFT leave most bands empty
+            or near the log floor, where the loss chases noise-level detail.
     """
 
-    def __init__(self, sample_rate: int, n_ffts: tuple[int, ...] = (1024, 512, 256, 128), n_mels: int = 80):
+    def __init__(self, sample_rate: int, n_ffts: tuple[int, ...] = (1024, 512, 256, 128),
+                 n_mels: int | tuple[int, ...] = 80):
         super().__init__()
-        self.scales = nn.ModuleList(MelSpectrogram(sample_rate, n, n_mels) for n in n_ffts)
+        bands = (n_mels,) * len(n_ffts) if isinstance(n_mels, int) else tuple(n_mels)
+        if len(bands) != len(n_ffts):
+            raise ValueError(f"n_mels has {len(bands)} entries for {len(n_ffts)} FFT sizes")
+        self.scales = nn.ModuleList(MelSpectrogram(sample_rate, n, b) for n, b in zip(n_ffts, bands))
 
     def forward(self, estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         losses = [torch.nn.functional.l1_loss(mel(estimate), mel(target)) for mel in self.scales]

@@ -156,6 +156,17 @@ class Trainer:
         self.load_state_dict(load_state(self.run_dir))
         return True
 
+    def init_from(self, checkpoint: str | Path) -> None:
+        """Start from a checkpoint's codec weights and codebooks (e.g. the shipped default)
+        instead of random ones: the way to continue training where a run's state.pt is gone.
+        Optimisers, heads and critics start fresh; the step count starts at 0."""
+        from dmcodec.checkpoint import load_checkpoint
+
+        loaded = load_checkpoint(checkpoint, for_inference=False)
+        if loaded.config.to_dict() != self.codec.config.to_dict():
+            raise ValueError(f"{checkpoint} has another architecture than preset {self.config.codec_preset!r}")
+        self.codec.load_state_dict(loaded.model.state_dict())
+
     def save(self) -> None:
         if self.rank == 0:
             save_state(self.run_dir / STATE_NAME, self.state_dict())
