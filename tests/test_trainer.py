@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import torch
 
@@ -50,8 +51,10 @@ def _states_equal(a: dict, b: dict) -> list[str]:
 
 def test_resumed_run_equals_uninterrupted_run(train_corpus, tmp_path):
     manifest, features = train_corpus
-    # Cover the discriminators' start, quantizer dropout and a validation in both halves.
-    config = _tiny(steps=8, adversarial_start=3, quantizer_dropout=0.5, validate_every=3, checkpoint_every=4)
+    # Cover the quantizer's warm-up, the discriminators' start, quantizer dropout and a
+    # validation in both halves.
+    config = _tiny(steps=8, quantizer_warmup=2, codebook_init_batches=2, adversarial_start=3,
+                   quantizer_dropout=0.5, validate_every=3, checkpoint_every=4)
     straight = Trainer(config, tmp_path / "straight", manifest, features, progress=False)
     straight.fit()
 
@@ -145,3 +148,36 @@ def test_new_run_starts_from_a_shipped_checkpoint(train_corpus, tmp_path):
     other = Trainer(_tiny(codec={"n_filters": 4}), tmp_path / "other", manifest, features, progress=False)
     with pytest.raises(ValueError, match="another architecture"):
         other.init_from(shipped)
+
+
+def test_quantizer_warm_up_trains_an_autoencoder_then_fits_codebooks_to_its_latents(train_corpus, tmp_path):
+    manifest, features = train_corpus
+    config = _tiny(steps=4, quantizer_warmup=2, codebook_init_batches=3, adversarial_start=10**9)
+    trainer = Trainer(config, tmp_path / "run", manifest, features, progress=False)
+    for _ in range(2):
+        logs = trainer.train_step(trainer.sampler.batch(trainer.step, config.batch_size))
+        assert logs["commitment"] == 0.0 and not trainer.codec.quantizer.initialized
+    assert np.isnan(trainer.validate())  # nothing to encode with yet
+    trainer.fit_codebooks()  # what the first quantized step does
+    # Fitted to three batches of latents that vary over time, level 1 uses many of its 64 codes.
+    assert int((trainer.codec.quantizer.levels[0].cluster_size > 0).sum()) > 32
+    logs = trainer.train_step(trainer.sampler.batch(trainer.step, config.batch_size))
+    assert logs["commitment"] > 0.0 and np.isfinite(trainer.validate())
+
+
+def test_training_init_keeps_the_signal_through_the_encoder_and_the_output_quiet():
+    from dmcodec.config import preset
+    from dmcodec.model import DMCodec
+    from dmcodec.signals import speech_like
+    from dmcodec_train.init import init_for_training
+
+    speech = torch.from_numpy(np.stack([speech_like(1.0, 16000, seed=s) for s in range(4)]))[:, None]
+    torch.manual_seed(0)
+    default, trained_init = DMCodec(preset("small")), init_for_training(DMCodec(preset("small")))
+    with torch.no_grad():
+        for codec, expect_signal in ((default, False), (trained_init, True)):
+            latent = codec.encoder(speech)
+            variation, offset = float(latent.std(-1).mean()), float(latent.mean(-1).abs().mean())
+            assert (variation > offset) == expect_signal, (variation, offset)
+        ratio = float(trained_init.decoder(trained_init.encoder(speech)).std() / speech.std())
+    assert 0.1 < ratio < 10

@@ -24,11 +24,12 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from dmcodec.checkpoint import save_checkpoint
-from dmcodec.model import DMCodec
+from dmcodec.model import CodecOutput, DMCodec
 
 from .config import TrainConfig
 from .data.batches import Batch, CropSampler
 from .data.manifest import read_manifest
+from .init import init_for_training
 from .losses import (Discriminators, DistillationHead, discriminator_loss, distillation_loss,
                      feature_matching_loss, generator_loss, select_levels)
 from .mel import MultiScaleMelLoss, mel_distance
@@ -47,8 +48,13 @@ class Generator(nn.Module):
         # The release's `transform` head is not trained here: the heads above replace it.
         codec.transform.requires_grad_(False)
 
-    def forward(self, audio: torch.Tensor, n_q: int | None):
-        return self.codec(audio, n_q)
+    def forward(self, audio: torch.Tensor, n_q: int | None, quantize: bool = True) -> CodecOutput:
+        if quantize:
+            return self.codec(audio, n_q)
+        # The quantizer's warm-up: the latent goes to the decoder as it is, and it stands in for
+        # every RVQ level as the distillation features.
+        latent = self.codec.encoder(audio)
+        return CodecOutput(self.codec.decoder(latent), None, latent.new_zeros(()), [latent])
 
 
 def _cosine_with_warmup(config: TrainConfig):
@@ -95,7 +101,7 @@ class Trainer:
         self.sampler = CropSampler(train, store, segment_frames, self.hop, codec_config.sample_rate, config.seed)
         self.train_hours = sum(u.duration for u in train) / 3600
 
-        codec = DMCodec(codec_config)
+        codec = init_for_training(DMCodec(codec_config))
         for level in codec.quantizer.levels:
             level.dead_code_threshold = config.dead_code_threshold
         self.generator = Generator(codec, store.dims["lm"], store.dims["speech"]).to(self.device)
@@ -194,12 +200,23 @@ class Trainer:
             out[f"distill_{name}"] = distillation_loss(student, teacher, mask)
         return out
 
+    @torch.no_grad()
+    def fit_codebooks(self) -> None:
+        """k-means on the (warmed-up) encoder's output over the next `codebook_init_batches`
+        batches: far more frames than one batch, so that 1024 codes per level have data."""
+        latents = [self.codec.encoder(self.sampler.batch(self.step + i, self.config.batch_size, self.rank)
+                                      .audio.to(self.device)) for i in range(self.config.codebook_init_batches)]
+        self.codec.quantizer.init_from_data(torch.cat(latents))
+
     def train_step(self, batch: Batch) -> dict[str, float]:
         config, weights = self.config, self.config.loss
         adversarial = self.step >= config.adversarial_start
+        quantize = self.step >= config.quantizer_warmup
+        if quantize and not self.codec.quantizer.initialized:
+            self.fit_codebooks()
         self.generator.train()
         with self._autocast():
-            output = self.g_model(batch.audio, self._n_q())
+            output = self.g_model(batch.audio, self._n_q(), quantize)
         fake = output.audio[..., : batch.audio.shape[-1]].float()
         logs: dict[str, torch.Tensor] = {}
         if adversarial:
@@ -244,8 +261,12 @@ class Trainer:
     # --- validation ----------------------------------------------------------------------
     @torch.no_grad()
     def validate(self, max_seconds: float = 10.0) -> float:
-        """Mean dev mel distance (log-mel L1 at n_fft 1024) of full reconstructions."""
+        """Mean dev mel distance (log-mel L1 at n_fft 1024) of full reconstructions (NaN while
+        the quantizer warms up: there are no codebooks to encode with yet)."""
         from dmcodec.audio import load_audio
+
+        if not self.codec.quantizer.initialized:
+            return float("nan")
 
         self.generator.eval()
         distances = []

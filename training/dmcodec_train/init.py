@@ -1,0 +1,40 @@
+"""Weight initialisation for a codec trained from scratch.
+
+PyTorch's default conv initialisation scales each layer's output variance by about 1/3, and
+ELU halves it again: through the encoder's main path the speech signal shrinks ~1000x in
+amplitude while the biases add a constant offset. The latent then looks constant over time
+(measured: time-std 0.001 against a 0.02 offset), codebooks fitted to it use one code, and
+training does not recover within thousands of CPU steps. He initialisation keeps the signal's
+scale from layer to layer, and zero biases keep the offset out.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dmcodec.model import DMCodec
+
+
+OUTPUT_GAIN = 0.01
+
+
+def _convolutions(module: nn.Module) -> list[nn.Module]:
+    return [m for m in module.modules() if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d))]
+
+
+@torch.no_grad()
+def init_for_training(codec: DMCodec) -> DMCodec:
+    """He-normal (fan-in) weights and zero biases for every convolution, in place (through the
+    weight-norm parametrisation). The decoder's output layer is then scaled by OUTPUT_GAIN: at
+    He scale a fresh decoder is ~100x louder than speech (measured: output std 6.7 for input std
+    0.06), and the first few hundred steps would go to turning it down."""
+    for module in _convolutions(codec):
+        weight = torch.empty_like(module.weight)
+        nn.init.kaiming_normal_(weight, nonlinearity="relu")
+        module.weight = weight
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    output = _convolutions(codec.decoder)[-1]
+    output.weight = output.weight * OUTPUT_GAIN
+    return codec
