@@ -3,7 +3,7 @@
 # that what the image installs is checked on machines without a container engine.
 #   VENV             where to create the environment (default /opt/venv)
 #   TORCH_INDEX_URL  where torch==2.13.0 comes from (a CPU or CUDA wheel index); unset: pip's default
-#   DMCODEC_CACHE    where an untrained stand-in goes while no trained checkpoint is bundled
+#   DMCODEC_CACHE    where the ONNX graphs of the default checkpoint are cached, if that backend is used
 set -euo pipefail
 src="$(cd "$(dirname "$0")/.." && pwd)"
 venv="${VENV:-/opt/venv}"
@@ -13,7 +13,6 @@ if [ -n "${TORCH_INDEX_URL:-}" ]; then
     "${pip[@]}" --index-url "$TORCH_INDEX_URL" torch==2.13.0
 fi
 "${pip[@]}" "$src[serve]"
-# The trained default ships inside the package; until it does, resolving the default creates
-# a labelled untrained checkpoint under $DMCODEC_CACHE, baked into the image here.
+# The trained default checkpoint ships inside the package: check that the install found it.
 DMCODEC_CACHE="${DMCODEC_CACHE:-/opt/dmcodec/cache}" "$venv/bin/python" -c \
     "from dmcodec.defaults import resolve_checkpoint; print('default checkpoint:', resolve_checkpoint())"

@@ -116,3 +116,19 @@ def _wav_bytes() -> bytes:
     from dmcodec.audio import wav_bytes
 
     return wav_bytes(clips([1.5], seed=8)[0], 16000)
+
+
+def test_shipped_checkpoint_onnx_codes_agree_with_torch():
+    """The default checkpoint under onnxruntime: the start-up measurement passes the 99.9%
+    threshold, and on the tests' clips the codes agree on >= 99.9% of positions, the first
+    level exactly."""
+    from dmcodec.defaults import BUNDLED
+
+    codec = load_checkpoint(BUNDLED)
+    onnx = Tokenizer(codec, backend="onnxruntime")  # raises AgreementError below 99.9%
+    assert onnx.agreement.overall >= 0.999
+    audio = clips([0.4, 1.3, 3.7, 6.2], seed=77)
+    reference, candidate = Tokenizer(codec).encode_arrays(audio), onnx.encode_arrays(audio)
+    result = code_agreement(reference, candidate)
+    assert result.overall >= 0.999, result.per_level
+    assert all(np.array_equal(r[0], c[0]) for r, c in zip(reference, candidate))

@@ -176,7 +176,8 @@ def test_image_environment_builds_and_serves(tmp_path, monkeypatch, wav_dir):
     install = subprocess.run(["bash", str(ROOT / "docker" / "install.sh")], env=env, capture_output=True,
                              text=True, timeout=1200)
     assert install.returncode == 0, install.stdout + install.stderr
-    assert (cache / "untrained-small" / "config.json").exists() or "bundled checkpoint" in install.stdout
+    bundled = ROOT / "model" / "dmcodec" / "checkpoints" / "default"
+    assert "checkpoints/default" in install.stdout and not (cache / "untrained-small").exists()
     code = ("import dmcodec, dmcodec_service, fastapi, uvicorn, prometheus_client; "
             "from dmcodec.defaults import resolve_checkpoint; print(resolve_checkpoint())")
     check = subprocess.run([str(venv / "bin" / "python"), "-c", code], env=env, capture_output=True, text=True)
@@ -184,4 +185,5 @@ def test_image_environment_builds_and_serves(tmp_path, monkeypatch, wav_dir):
     assert not (venv / "bin" / "pytest").exists()  # the serving image carries no dev tools
     with local_server(None, tmp_path / "server.log", python=str(venv / "bin" / "python")) as (url, _):
         files = {"file": ("a.wav", (wav_dir / "clip0.wav").read_bytes())}
-        assert httpx.post(f"{url}/v1/encode", files=files).json()["model"]["name"] == "untrained-small"
+        name = json.loads((bundled / "config.json").read_text())["dmcodec"]["name"]
+        assert httpx.post(f"{url}/v1/encode", files=files).json()["model"]["name"] == name
