@@ -118,13 +118,14 @@ def _wav_bytes() -> bytes:
     return wav_bytes(clips([1.5], seed=8)[0], 16000)
 
 
-def test_shipped_checkpoint_onnx_codes_agree_with_torch():
-    """The default checkpoint under onnxruntime: the start-up measurement passes the 99.9%
-    threshold, and on the tests' clips the codes agree on >= 99.9% of positions, the first
-    level exactly."""
+@pytest.mark.parametrize("which", ["shipped", "random"])
+def test_onnx_codes_agree_with_torch(which, request):
+    """The default checkpoint, and random weights with codebooks fitted to their own latents,
+    under onnxruntime: the start-up measurement passes the 99.9% threshold, and on the tests'
+    clips the codes agree on >= 99.9% of positions, the first level exactly."""
     from dmcodec.defaults import BUNDLED
 
-    codec = load_checkpoint(BUNDLED)
+    codec = load_checkpoint(BUNDLED if which == "shipped" else request.getfixturevalue("small_checkpoint"))
     onnx = Tokenizer(codec, backend="onnxruntime")  # raises AgreementError below 99.9%
     assert onnx.agreement.overall >= 0.999
     audio = clips([0.4, 1.3, 3.7, 6.2], seed=77)

@@ -169,11 +169,11 @@ def test_training_init_keeps_the_signal_through_the_encoder_and_the_output_quiet
     from dmcodec.config import preset
     from dmcodec.model import DMCodec
     from dmcodec.signals import speech_like
-    from dmcodec_train.init import init_for_training
+    from dmcodec.init import init_weights
 
     speech = torch.from_numpy(np.stack([speech_like(1.0, 16000, seed=s) for s in range(4)]))[:, None]
     torch.manual_seed(0)
-    default, trained_init = DMCodec(preset("small")), init_for_training(DMCodec(preset("small")))
+    default, trained_init = DMCodec(preset("small")), init_weights(DMCodec(preset("small")))
     with torch.no_grad():
         for codec, expect_signal in ((default, False), (trained_init, True)):
             latent = codec.encoder(speech)

@@ -11,6 +11,7 @@ import torch
 
 from .checkpoint import save_checkpoint
 from .config import preset
+from .init import init_weights
 from .model import DMCodec
 from .signals import speech_like
 
@@ -39,7 +40,7 @@ def create_untrained(directory: str | Path, preset_name: str, seed: int = 0, sec
     """Random weights, with codebooks fitted by k-means to the encoder's output on speech-like
     signals, so that every level uses many codes (all-zero codebooks would give all-zero codes)."""
     torch.manual_seed(seed)
-    model = DMCodec(preset(preset_name)).eval()
+    model = init_weights(DMCodec(preset(preset_name))).eval()
     clips = [speech_like(seconds / 6, model.sample_rate, seed=seed * 100 + i) for i in range(6)]
     with torch.no_grad():
         latents = model.encoder(torch.from_numpy(np.stack(clips))[:, None])

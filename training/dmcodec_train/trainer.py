@@ -24,12 +24,12 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from dmcodec.checkpoint import save_checkpoint
+from dmcodec.init import init_weights
 from dmcodec.model import CodecOutput, DMCodec
 
 from .config import TrainConfig
 from .data.batches import Batch, CropSampler
 from .data.manifest import read_manifest
-from .init import init_for_training
 from .losses import (Discriminators, DistillationHead, discriminator_loss, distillation_loss,
                      feature_matching_loss, generator_loss, select_levels)
 from .mel import MultiScaleMelLoss, mel_distance
@@ -101,7 +101,7 @@ class Trainer:
         self.sampler = CropSampler(train, store, segment_frames, self.hop, codec_config.sample_rate, config.seed)
         self.train_hours = sum(u.duration for u in train) / 3600
 
-        codec = init_for_training(DMCodec(codec_config))
+        codec = init_weights(DMCodec(codec_config))
         for level in codec.quantizer.levels:
             level.dead_code_threshold = config.dead_code_threshold
         self.generator = Generator(codec, store.dims["lm"], store.dims["speech"]).to(self.device)
