@@ -66,3 +66,15 @@ def test_bundled_checkpoint_reconstructs_unseen_speech(codec, speech):
 def test_fewer_levels_still_reconstruct(codec, speech, n_q):
     scores = [_stoi(codec, audio, n_q) for audio in speech]
     assert np.mean(scores) >= STOI_FLOOR_FIRST_LEVELS[n_q], scores
+
+
+def test_a_missing_default_is_an_error_not_a_random_model(monkeypatch, tmp_path):
+    import dmcodec.defaults as defaults
+
+    monkeypatch.delenv("DMCODEC_CHECKPOINT", raising=False)
+    monkeypatch.setattr(defaults, "BUNDLED", tmp_path / "gone")
+    with pytest.raises(FileNotFoundError, match="bundled default checkpoint is missing"):
+        defaults.resolve_checkpoint()
+    assert not any(tmp_path.iterdir())
+    monkeypatch.setenv("DMCODEC_CHECKPOINT", str(tmp_path / "mine"))
+    assert defaults.resolve_checkpoint() == tmp_path / "mine"

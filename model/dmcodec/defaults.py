@@ -1,8 +1,7 @@
-"""Where the default checkpoint lives, and the untrained stand-in used until one is trained."""
+"""Where the default checkpoint lives, and the untrained stand-ins that tests and smoke runs use."""
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
@@ -15,25 +14,20 @@ from .init import init_weights
 from .model import DMCodec
 from .signals import speech_like
 
-log = logging.getLogger(__name__)
-
 BUNDLED = Path(__file__).parent / "checkpoints" / "default"
-UNTRAINED_CACHE = Path(os.environ.get("DMCODEC_CACHE", Path.home() / ".cache" / "dmcodec")) / "untrained-small"
 
 
 def resolve_checkpoint(explicit: str | Path | None = None) -> Path:
-    """An explicit path, else $DMCODEC_CHECKPOINT, else the bundled default, else an untrained
-    stand-in created on first use (with a warning: its tokens carry no meaning)."""
+    """An explicit path, else $DMCODEC_CHECKPOINT, else the trained default bundled in the package.
+    Never a silent stand-in: a service serving random weights would hand out meaningless tokens."""
     if explicit:
         return Path(explicit)
     if os.environ.get("DMCODEC_CHECKPOINT"):
         return Path(os.environ["DMCODEC_CHECKPOINT"])
-    if (BUNDLED / "config.json").exists():
-        return BUNDLED
-    if not (UNTRAINED_CACHE / "config.json").exists():
-        log.warning("no trained checkpoint is bundled; creating an UNTRAINED random one at %s", UNTRAINED_CACHE)
-        create_untrained(UNTRAINED_CACHE, "small", seed=0)
-    return UNTRAINED_CACHE
+    if not (BUNDLED / "config.json").exists():
+        raise FileNotFoundError(f"the bundled default checkpoint is missing ({BUNDLED}): reinstall dmcodec, or "
+                                "set DMCODEC_CHECKPOINT to a checkpoint (`dmcodec init` makes an untrained one)")
+    return BUNDLED
 
 
 def create_untrained(directory: str | Path, preset_name: str, seed: int = 0, seconds: float = 60.0) -> Path:
