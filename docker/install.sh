@@ -3,7 +3,6 @@
 # that what the image installs is checked on machines without a container engine.
 #   VENV             where to create the environment (default /opt/venv)
 #   TORCH_INDEX_URL  where torch==2.13.0 comes from (a CPU or CUDA wheel index); unset: pip's default
-#   DMCODEC_CACHE    where the ONNX graphs of the default checkpoint are cached, if that backend is used
 set -euo pipefail
 src="$(cd "$(dirname "$0")/.." && pwd)"
 venv="${VENV:-/opt/venv}"
@@ -14,5 +13,5 @@ if [ -n "${TORCH_INDEX_URL:-}" ]; then
 fi
 "${pip[@]}" "$src[serve]"
 # The trained default checkpoint ships inside the package: check that the install found it.
-DMCODEC_CACHE="${DMCODEC_CACHE:-/opt/dmcodec/cache}" "$venv/bin/python" -c \
+"$venv/bin/python" -c \
     "from dmcodec.defaults import resolve_checkpoint; print('default checkpoint:', resolve_checkpoint())"
