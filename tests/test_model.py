@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from dmcodec import CodecConfig, DMCodec, preset
+from dmcodec.init import init_weights
 from dmcodec.modules import fold_weight_norm
 from dmcodec.signals import speech_like
 
@@ -96,3 +97,16 @@ def test_config_roundtrip_keeps_unknown_keys(tmp_path):
     assert again == config and again.extra["lambda_distill"] == 0.15
     with pytest.raises(ValueError, match="n_filters"):
         CodecConfig(n_filters=0)
+
+
+def test_he_init_keeps_the_signal_through_the_encoder_and_the_output_quiet():
+    speech = torch.from_numpy(np.stack([speech_like(1.0, 16000, seed=s) for s in range(4)]))[:, None]
+    torch.manual_seed(0)
+    default, he_init = DMCodec(preset("small")), init_weights(DMCodec(preset("small")))
+    with torch.no_grad():
+        for codec, expect_signal in ((default, False), (he_init, True)):
+            latent = codec.encoder(speech)
+            variation, offset = float(latent.std(-1).mean()), float(latent.mean(-1).abs().mean())
+            assert (variation > offset) == expect_signal, (variation, offset)
+        ratio = float(he_init.decoder(he_init.encoder(speech)).std() / speech.std())
+    assert 0.1 < ratio < 10

@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from dmcodec.checkpoint import save_checkpoint
+from dmcodec.checkpoint import load_checkpoint, save_checkpoint
 from dmcodec.init import init_weights
 from dmcodec.model import CodecOutput, DMCodec
 
@@ -166,8 +166,6 @@ class Trainer:
         """Start from a checkpoint's codec weights and codebooks (e.g. the shipped default)
         instead of random ones: the way to continue training where a run's state.pt is gone.
         Optimisers, heads and critics start fresh; the step count starts at 0."""
-        from dmcodec.checkpoint import load_checkpoint
-
         loaded = load_checkpoint(checkpoint, for_inference=False)
         if loaded.config.to_dict() != self.codec.config.to_dict():
             raise ValueError(f"{checkpoint} has another architecture than preset {self.config.codec_preset!r}")
