@@ -17,6 +17,7 @@ import torch
 from dmcodec import load_checkpoint
 from dmcodec_train.config import TrainConfig
 from dmcodec_train.data.manifest import read_manifest, write_manifest
+from dmcodec_train.evaluation.harness import Result, to_markdown
 from dmcodec_train.trainer import Trainer
 
 from server import running_server
@@ -117,6 +118,19 @@ def test_pipeline_from_corpus_to_served_and_evaluated_checkpoint(tmp_path):
     assert 0 <= scores["stoi"] <= 1 and scores["bitrate_kbps"] == pytest.approx(8 * 6 * 50 / 1000)
     assert len(results[1]["levels"]) == 8
 
+
+
+def test_report_table_formats_each_metric_like_the_paper():
+    """Word error rates are percentages with one decimal whatever their size; a metric that
+    was not computed (ViSQOL left out, or the originals' own row) is a dash."""
+    rows = [Result("original", {"wer": 6.25, "wil": 12.1}),
+            Result("m", {"wer": 18.75, "wil": 34.0, "wer_vs_original_asr": 18.75, "visqol": float("nan"),
+                         "stoi": 0.80512, "pesq": 1.1079, "mel_distance": 0.6581, "bitrate_kbps": 4.0},
+                   [{"usage": 0.171, "perplexity": 114.6}])]
+    table = to_markdown(rows, "t").splitlines()
+    assert table[4] == "| original | 6.2 | 12.1 | - | - | - | - | - | - |"
+    assert table[5] == "| m | 18.8 | 34.0 | 18.8 | - | 0.805 | 1.11 | 0.658 | 4.0 |"
+    assert table[-1] == "| m | 0.17 / 115 |"
 
 def test_ddp_under_torchrun_with_two_processes(train_corpus, tmp_path):
     manifest, features = train_corpus

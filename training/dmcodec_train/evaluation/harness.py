@@ -85,22 +85,23 @@ def evaluate(manifest: str | Path, checkpoints: list[str | Path], split: str = "
     return rows
 
 
-_COLUMNS = [("WER", "wer"), ("WIL", "wil"), ("WER vs orig. ASR", "wer_vs_original_asr"), ("ViSQOL", "visqol"),
-            ("STOI", "stoi"), ("PESQ-wb", "pesq"), ("Mel dist.", "mel_distance"), ("kbps", "bitrate_kbps")]
+# (header, score key, format): word error rates are percentages, shown like the paper's tables.
+_COLUMNS = [("WER", "wer", ".1f"), ("WIL", "wil", ".1f"), ("WER vs orig. ASR", "wer_vs_original_asr", ".1f"),
+            ("ViSQOL", "visqol", ".2f"), ("STOI", "stoi", ".3f"), ("PESQ-wb", "pesq", ".2f"),
+            ("Mel dist.", "mel_distance", ".3f"), ("kbps", "bitrate_kbps", ".1f")]
 
 
 def to_markdown(rows: list[Result], title: str = "") -> str:
     """The paper's Table 1 layout (WER, WIL, ViSQOL, STOI) with our extra columns, then the
     per-level codebook usage of each model."""
-    def cell(value: float | None) -> str:
-        return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}" \
-            if abs(value) < 10 else f"{value:.1f}"
+    def cell(value: float | None, spec: str) -> str:
+        return "-" if value is None or math.isnan(value) else format(value, spec)
 
     lines = [f"### {title}", ""] if title else []
-    lines += ["| Model | " + " | ".join(h for h, _ in _COLUMNS) + " |",
+    lines += ["| Model | " + " | ".join(h for h, _, _ in _COLUMNS) + " |",
               "|---|" + "---|" * len(_COLUMNS)]
     for row in rows:
-        lines.append(f"| {row.name} | " + " | ".join(cell(row.scores.get(k)) for _, k in _COLUMNS) + " |")
+        lines.append(f"| {row.name} | " + " | ".join(cell(row.scores.get(k), spec) for _, k, spec in _COLUMNS) + " |")
     coded = [r for r in rows if r.levels]
     if coded:
         n = len(coded[0].levels)
