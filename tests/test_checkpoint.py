@@ -1,5 +1,7 @@
 import json
+import os
 import pickle
+import stat
 
 import numpy as np
 import pytest
@@ -95,3 +97,16 @@ def test_pickled_code_in_a_foreign_checkpoint_never_runs(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError):
         load_checkpoint(tmp_path / "evil.pt")
     assert not (tmp_path / "PWNED").exists()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_saved_weights_are_as_readable_as_the_config(tiny_checkpoint, tmp_path, umask):
+    """A checkpoint written by one user (root in an image build) must be readable by whoever
+    the umask lets read its config, e.g. the service user: safetensors alone writes 0o600."""
+    previous = os.umask(umask)
+    try:
+        out = save_checkpoint(load_checkpoint(tiny_checkpoint).model, tmp_path / "ckpt")
+    finally:
+        os.umask(previous)
+    modes = {name: stat.S_IMODE((out / name).stat().st_mode) for name in ("model.safetensors", "config.json")}
+    assert modes == {"model.safetensors": 0o666 & ~umask, "config.json": 0o666 & ~umask}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,6 +122,20 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def write_safetensors(tensors: dict[str, torch.Tensor], path: str | Path,
+                      metadata: dict[str, str] | None = None) -> Path:
+    """`safetensors.torch.save_file`, but the file gets the mode any other new file would get
+    (0o666 less the umask). safetensors >= 0.8 writes through a temporary file that is always
+    0o600 (safetensors#782), so a checkpoint converted or exported by one user - root in an
+    image build - would be unreadable to the service user that loads it."""
+    path = Path(path)
+    save_file(tensors, str(path), metadata=metadata)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    path.chmod(0o666 & ~umask)
+    return path
+
+
 def save_checkpoint(model: DMCodec, directory: str | Path, *, name: str | None = None,
                     training: dict[str, Any] | None = None, dtype: torch.dtype = torch.float32) -> Path:
     """Write `directory/model.safetensors` and `directory/config.json`.
@@ -136,7 +151,7 @@ def save_checkpoint(model: DMCodec, directory: str | Path, *, name: str | None =
     state = {k: (v.to(dtype) if v.is_floating_point() and "._codebook." not in k else v).cpu()
              for k, v in state.items()}
     weights = directory / WEIGHTS_NAME
-    save_file(state, str(weights), metadata={"format": "dmcodec", "format_version": str(FORMAT_VERSION)})
+    write_safetensors(state, weights, metadata={"format": "dmcodec", "format_version": str(FORMAT_VERSION)})
     config = model.config
     meta = {
         "format_version": FORMAT_VERSION,

@@ -21,10 +21,10 @@ from typing import Protocol
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 from tqdm import tqdm
 
 from dmcodec.audio import load_audio
+from dmcodec.checkpoint import write_safetensors
 
 from ..data.manifest import Utterance, read_manifest
 from .asr import Recognizer
@@ -98,7 +98,7 @@ def _write_shard(shard: list[Utterance], path: Path, speech: SpeechTeacher, lm: 
         tensors[f"{utterance.id}/speech"] = speech.features(audio, frames).half()
         records[utterance.id] = {"frames": frames, "asr": text, "words": [asdict(w) for w in words]}
     tmp = path.with_suffix(".tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+    write_safetensors({k: v.contiguous() for k, v in tensors.items()}, tmp)
     path.with_suffix(".json").write_text(json.dumps(records) + "\n")
     os.replace(tmp, path)
 
