@@ -119,7 +119,6 @@ def test_pipeline_from_corpus_to_served_and_evaluated_checkpoint(tmp_path):
     assert len(results[1]["levels"]) == 8
 
 
-
 def test_report_table_formats_each_metric_like_the_paper():
     """Word error rates are percentages with one decimal whatever their size; a metric that
     was not computed (ViSQOL left out, or the originals' own row) is a dash."""
@@ -131,6 +130,7 @@ def test_report_table_formats_each_metric_like_the_paper():
     assert table[4] == "| original | 6.2 | 12.1 | - | - | - | - | - | - |"
     assert table[5] == "| m | 18.8 | 34.0 | 18.8 | - | 0.805 | 1.11 | 0.658 | 4.0 |"
     assert table[-1] == "| m | 0.17 / 115 |"
+
 
 def test_ddp_under_torchrun_with_two_processes(train_corpus, tmp_path):
     manifest, features = train_corpus
@@ -177,4 +177,3 @@ def test_quantizer_warm_up_trains_an_autoencoder_then_fits_codebooks_to_its_late
     assert int((trainer.codec.quantizer.levels[0].cluster_size > 0).sum()) > 32
     logs = trainer.train_step(trainer.sampler.batch(trainer.step, config.batch_size))
     assert logs["commitment"] > 0.0 and np.isfinite(trainer.validate())
-
