@@ -124,3 +124,24 @@ def test_transcript_words_take_their_times_from_the_asr():
     # "a basket of" share the gap between "carry" (ends 1.3) and "apples" (starts 1.5).
     assert [round(w.start, 4) for w in timed[4:7]] == [1.3, 1.3667, 1.4333] and timed[7].start == 1.5
     assert all(w.start == w.end == 0 for w in transcript_words("no speech heard", []))
+
+
+def test_transcripts_are_the_same_in_every_run_even_when_whisper_samples(train_corpus):
+    # Reversed speech makes Whisper's beam decode look wrong, so it falls back to sampling (at
+    # temperatures up to 1.0): unseeded, such a clip reads differently in each run, and so
+    # would the evaluation's WER. Two recognisers stand for two runs.
+    from dmcodec.audio import load_audio
+    from dmcodec_train.teachers.asr import Recognizer
+
+    manifest, _ = train_corpus
+    longest = max((u for u in read_manifest(manifest) if u.speaker == "espeak:en-us+m1"), key=lambda u: u.duration)
+    clip = load_audio(longest.path, 16000)[0][::-1].copy()
+
+    def run() -> tuple[list[float], str, str]:
+        recognizer = Recognizer(threads=1)
+        segments = list(recognizer.model.transcribe(clip, language="en", condition_on_previous_text=False)[0])
+        return [s.temperature for s in segments], " ".join(s.text for s in segments), recognizer.transcribe(clip)[0]
+
+    first = run()
+    assert max(first[0], default=0.0) > 0, "Whisper did not sample on this clip"
+    assert run() == first

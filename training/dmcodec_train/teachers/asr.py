@@ -42,10 +42,19 @@ def load_whisper(path: str | Path | None = None, device: str = "cpu", compute_ty
 class Recognizer:
     """English ASR at 16 kHz. `beam_size` 5 is Whisper's own default for transcription;
     `compute_type` "int8" roughly halves CPU time (the evaluation keeps one setting for all
-    audio it compares)."""
+    audio it compares). `seed`: for Whisper's sampling fallback, below."""
 
     def __init__(self, path: str | Path | None = None, device: str = "cpu", beam_size: int = 5,
-                 threads: int = 0, compute_type: str = "default"):
+                 threads: int = 0, compute_type: str = "default", seed: int = 0):
+        import ctranslate2
+
+        # Where a beam decode looks wrong (repetitive, unlikely), Whisper retries by sampling at
+        # rising temperatures - most often on degraded audio, the very audio the evaluation
+        # scores. CTranslate2 seeds each worker thread's generator once, at its first sample,
+        # from the global seed (random unless set): setting it before this model's first use
+        # makes the same clips in the same order read the same in every run. (It cannot be
+        # reset per clip.)
+        ctranslate2.set_random_seed(seed)
         self.model = load_whisper(path, device, compute_type, threads)
         self.beam_size = beam_size
 
