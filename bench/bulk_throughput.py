@@ -11,7 +11,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from dmcodec import Tokenizer, WindowPolicy, load_checkpoint
+from dmcodec import Tokenizer, WindowPolicy
 from dmcodec.audio import write_wav
 from dmcodec.bulk import LocalEngine, ServerEngine, ShardStore, read_codes, read_items, run
 from dmcodec.bulk.ray_job import run_ray
@@ -36,7 +36,7 @@ def main() -> None:
             write_wav(corpus / f"{i:05d}.wav", speech_like(args.seconds * (0.5 + (i % 4) / 3), seed=i), 16000)
         items = read_items(corpus)
         results = {}
-        tokenizer = Tokenizer(load_checkpoint(checkpoint), WindowPolicy(workers=args.workers))
+        tokenizer = Tokenizer.from_pretrained(checkpoint, policy=WindowPolicy(workers=args.workers))
         results["local"] = run(items, ShardStore(tmp / "local"), LocalEngine(tokenizer), progress=False)
         with local_server(checkpoint, tmp / "server.log", workers=args.workers) as (url, _):
             engine = ServerEngine(url, concurrency=16)

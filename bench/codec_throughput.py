@@ -69,7 +69,8 @@ def throughput(args) -> None:
         codec = load_checkpoint(save_checkpoint(model, Path(tmp) / args.preset))
         backends = args.backends.split(",")
         policy = WindowPolicy(threads_per_window=args.threads_per_window)
-        ours = {name: Tokenizer(codec, policy, name, min_agreement=0.0) for name in backends}
+        ours = {name: Tokenizer.from_pretrained(codec, backend=name, policy=policy, min_agreement=0.0)
+                for name in backends}
         clips = [speech_like(args.seconds, seed=100 + i) for i in range(8)]
         wav = torch.from_numpy(np.stack(clips))[:, None]
         with torch.inference_mode():
@@ -78,11 +79,11 @@ def throughput(args) -> None:
         rows = []
         for batch in (1, 8):
             audio_s = batch * args.seconds
-            cases = {("encode", "speechtokenizer"): lambda: twin.encode(wav[:batch]),
-                     ("decode", "speechtokenizer"): lambda: twin.decode(codes[:, :batch])}
+            cases = {("encode", "speechtokenizer"): lambda batch=batch: twin.encode(wav[:batch]),
+                     ("decode", "speechtokenizer"): lambda batch=batch: twin.decode(codes[:, :batch])}
             for name, tok in ours.items():
-                cases[("encode", name)] = lambda tok=tok: tok.encode_arrays(clips[:batch])
-                cases[("decode", name)] = lambda tok=tok, name=name: tok.decode_many(
+                cases[("encode", name)] = lambda tok=tok, batch=batch: tok.encode_arrays(clips[:batch])
+                cases[("decode", name)] = lambda tok=tok, name=name, batch=batch: tok.decode_many(
                     [(c, None) for c in our_codes[name][:batch]])
             with torch.inference_mode():
                 for fn in cases.values():  # warm-up
@@ -121,7 +122,8 @@ def peak_rss_mb() -> float:
 def long_audio(args) -> None:
     """Child process: encode and decode `--minutes` of audio in one call, print peak RSS."""
     model = build(args.preset, fit_codebooks=False)
-    tokenizer = Tokenizer(LoadedCodec(model.for_inference(), sha256="bench", name=args.preset, path=None))
+    codec = LoadedCodec(model.for_inference(), sha256="bench", name=args.preset, path=None)
+    tokenizer = Tokenizer.from_pretrained(codec)
     base = speech_like(20.0, seed=1)
     audio = np.tile(base, int(np.ceil(args.minutes * 3)))[: int(args.minutes * 60 * 16000)]
     rss_before = peak_rss_mb()

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from dmcodec import Tokenizer, WindowPolicy, load_checkpoint
+from dmcodec import Tokenizer, WindowPolicy
 from dmcodec.audio import wav_bytes
+from dmcodec.client import AsyncDMCodecClient
 from dmcodec.defaults import resolve_checkpoint
 from dmcodec.signals import speech_like
-from dmcodec_service import AsyncDMCodecClient
 from dmcodec_service.local import local_server
 
 
@@ -75,8 +75,8 @@ async def load(url: str, clips: list[bytes], clip_seconds: float, concurrency: i
 
 def in_process(checkpoint: Path, clips: list[np.ndarray], clip_seconds: float, workers: int, threads: int,
                backend: str = "torch") -> float:
-    tokenizer = Tokenizer(load_checkpoint(checkpoint), WindowPolicy(workers=workers, threads_per_window=threads),
-                          backend, min_agreement=0.0)
+    tokenizer = Tokenizer.from_pretrained(checkpoint, backend=backend, min_agreement=0.0,
+                                          policy=WindowPolicy(workers=workers, threads_per_window=threads))
     tokenizer.encode_arrays(clips[:2])
     start = time.monotonic()
     tokenizer.encode_arrays(clips)
@@ -100,10 +100,10 @@ def main() -> None:
     for backend in args.backends.split(","):
         reference = in_process(checkpoint, arrays, args.clip_seconds, args.workers, args.threads_per_window, backend)
         rows = []
-        with tempfile.TemporaryDirectory() as tmp:
-            with local_server(checkpoint, Path(tmp) / "server.log", workers=args.workers,
-                              threads_per_window=args.threads_per_window, backend=backend, min_code_agreement=0.0,
-                              max_queue_size=256, max_batch_size=16, max_wait_ms=5) as (url, _):
+        with tempfile.TemporaryDirectory() as tmp, \
+                local_server(checkpoint, Path(tmp) / "server.log", workers=args.workers,
+                             threads_per_window=args.threads_per_window, backend=backend, min_code_agreement=0.0,
+                             max_queue_size=256, max_batch_size=16, max_wait_ms=5) as (url, _):
                 for level in args.levels:
                     rows.append(asyncio.run(load(url, clips, args.clip_seconds, level, args.seconds)))
         results[backend] = {"in_process_audio_s_per_s": round(reference, 2), "levels": rows}

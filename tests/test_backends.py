@@ -11,15 +11,13 @@ import sys
 import httpx
 import numpy as np
 import pytest
+from conftest import clips
+from server import running_server
 
-from dmcodec import load_checkpoint
+from dmcodec import Tokenizer, WindowPolicy, load_checkpoint
 from dmcodec.backends import create_backend
 from dmcodec.backends.agreement import AgreementError, code_agreement
 from dmcodec.backends.onnx import MIN_FRAMES, export_onnx, graph_dir
-from dmcodec.tokenizer import Tokenizer, WindowPolicy
-
-from conftest import clips
-from server import running_server
 
 
 def test_graphs_are_exported_once_and_keyed_by_checkpoint_and_precision(tiny_checkpoint, small_checkpoint, tmp_path):
@@ -53,7 +51,7 @@ def test_onnx_tokens_are_batch_invariant_and_windowed_like_torch(small_checkpoin
     codec = load_checkpoint(small_checkpoint)
     policy = WindowPolicy(batch_mode=mode, window_frames=200, context_frames=20, max_batch_items=3,
                           max_batch_frames=1000)
-    onnx = Tokenizer(codec, policy, "onnxruntime", min_agreement=0.0)
+    onnx = Tokenizer.from_pretrained(codec, policy=policy, backend="onnxruntime", min_agreement=0.0)
     audio = clips([0.01, 0.3, 1.7, 2.2, 5.5, 1.7], seed=40)  # includes windows below MIN_FRAMES
     together = onnx.encode_arrays(audio)
     alone = [onnx.encode_arrays([a])[0] for a in audio]
@@ -63,13 +61,13 @@ def test_onnx_tokens_are_batch_invariant_and_windowed_like_torch(small_checkpoin
     assert [len(d) for d in decoded] == [len(a) for a in audio]
     assert all(np.array_equal(d, onnx.decode(c, len(a))) for d, c, a in zip(decoded, together, audio))
     # Windows too short for the graphs run in torch: identical codes there.
-    torch_codes = Tokenizer(codec, policy).encode_arrays(audio[:1])[0]
+    torch_codes = Tokenizer.from_pretrained(codec, policy=policy).encode_arrays(audio[:1])[0]
     assert together[0].shape[1] < MIN_FRAMES and np.array_equal(together[0], torch_codes)
 
 
 def test_onnx_decoder_matches_torch_audio(small_checkpoint):
     codec = load_checkpoint(small_checkpoint)
-    codes = Tokenizer(codec).encode_arrays(clips([2.0], seed=3))[0]
+    codes = Tokenizer.from_pretrained(codec).encode_arrays(clips([2.0], seed=3))[0]
     reference = create_backend(codec, "torch").decode(__import__("torch").from_numpy(codes)[:, None])
     onnx = create_backend(codec, "onnxruntime").decode(__import__("torch").from_numpy(codes)[:, None])
     assert np.abs(reference - onnx).max() < 1e-4
@@ -78,16 +76,16 @@ def test_onnx_decoder_matches_torch_audio(small_checkpoint):
 def test_reduced_precision_is_measured_and_refused_below_the_threshold(small_checkpoint):
     codec = load_checkpoint(small_checkpoint)
     with pytest.raises(AgreementError, match=r"int8 keeps only .*% of fp32 torch codes"):
-        Tokenizer(codec, backend="onnxruntime", precision="int8", min_agreement=0.999)
-    allowed = Tokenizer(codec, backend="onnxruntime", precision="int8", min_agreement=0.0)
+        Tokenizer.from_pretrained(codec, backend="onnxruntime", precision="int8", min_agreement=0.999)
+    allowed = Tokenizer.from_pretrained(codec, backend="onnxruntime", precision="int8", min_agreement=0.0)
     assert 0 <= allowed.agreement.overall < 0.999 and len(allowed.agreement.per_level) == 8
     info = allowed.model_info()
     assert (info["backend"], info["precision"]) == ("onnxruntime", "int8")
     assert info["code_agreement"] == allowed.agreement.overall
     with pytest.raises(ValueError, match="needs a CUDA device"):
-        Tokenizer(codec, precision="bf16")
+        Tokenizer.from_pretrained(codec, precision="bf16")
     with pytest.raises(ValueError, match="supports precisions"):
-        Tokenizer(codec, backend="onnxruntime", precision="bf16")
+        Tokenizer.from_pretrained(codec, backend="onnxruntime", precision="bf16")
 
 
 def test_agreement_counts_positions_per_level():
@@ -98,7 +96,8 @@ def test_agreement_counts_positions_per_level():
 
 
 def test_service_reports_backend_and_refuses_a_mode_below_the_threshold(tiny_checkpoint, tmp_path):
-    with running_server(tiny_checkpoint, tmp_path / "ok.log", backend="onnxruntime", min_code_agreement=0.0) as (url, _):
+    with running_server(tiny_checkpoint, tmp_path / "ok.log", backend="onnxruntime",
+                        min_code_agreement=0.0) as (url, _):
         info = httpx.get(f"{url}/v1/info").json()["model"]
         encoded = httpx.post(f"{url}/v1/encode", files={"file": ("a.wav", _wav_bytes(), "audio/wav")}).json()
     assert info["backend"] == encoded["model"]["backend"] == "onnxruntime"
@@ -126,10 +125,10 @@ def test_onnx_codes_agree_with_torch(which, request):
     from dmcodec.defaults import BUNDLED
 
     codec = load_checkpoint(BUNDLED if which == "shipped" else request.getfixturevalue("small_checkpoint"))
-    onnx = Tokenizer(codec, backend="onnxruntime")  # raises AgreementError below 99.9%
+    onnx = Tokenizer.from_pretrained(codec, backend="onnxruntime")  # raises AgreementError below 99.9%
     assert onnx.agreement.overall >= 0.999
     audio = clips([0.4, 1.3, 3.7, 6.2], seed=77)
-    reference, candidate = Tokenizer(codec).encode_arrays(audio), onnx.encode_arrays(audio)
+    reference, candidate = Tokenizer.from_pretrained(codec).encode_arrays(audio), onnx.encode_arrays(audio)
     result = code_agreement(reference, candidate)
     assert result.overall >= 0.999, result.per_level
     assert all(np.array_equal(r[0], c[0]) for r, c in zip(reference, candidate))

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from server import running_server
 
-from dmcodec import Tokenizer, load_checkpoint
+from dmcodec import Tokenizer
 from dmcodec.audio import write_wav
 from dmcodec.bulk import LocalEngine, ServerEngine, ShardStore, read_codes, read_items, run
 from dmcodec.signals import speech_like
-from server import running_server
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def corpus(tmp_path_factory) -> Path:
 
 
 def expected_codes(checkpoint, corpus) -> dict[str, np.ndarray]:
-    tokenizer = Tokenizer(load_checkpoint(checkpoint))
+    tokenizer = Tokenizer.from_pretrained(checkpoint)
     return {str(p.relative_to(corpus)): tokenizer.encode(p).codes for p in corpus.rglob("utt*.wav")}
 
 
@@ -53,15 +53,15 @@ def check_output(out: Path, expected: dict[str, np.ndarray]) -> None:
 def test_local_engine_writes_shards_and_records_failures(tiny_checkpoint, corpus, tmp_path):
     out = tmp_path / "local"
     store = ShardStore(out, webdataset=True)
-    summary = run(read_items(corpus), store, LocalEngine(Tokenizer(load_checkpoint(tiny_checkpoint))),
+    summary = run(read_items(corpus), store, LocalEngine(Tokenizer.from_pretrained(tiny_checkpoint)),
                   shard_size=4, progress=False)
     check_output(out, expected_codes(tiny_checkpoint, corpus))
     assert len(list(out.glob("shard-*.parquet"))) == 3 and len(list(out.glob("shard-*.tar"))) == 3
     table = pq.read_table(sorted(out.glob("shard-*.parquet"))[0])
-    assert set(table.column_names) >= {"id", "path", "codes", "n_q", "frames", "duration_s", "checkpoint_sha256"}
+    assert set(table.column_names) >= {"id", "path", "codes", "n_q", "frames", "duration_s", "model_sha256"}
     assert summary["audio_hours_this_run"] > 0
     # Running again finds everything done and recomputes nothing.
-    again = run(read_items(corpus), ShardStore(out), LocalEngine(Tokenizer(load_checkpoint(tiny_checkpoint))),
+    again = run(read_items(corpus), ShardStore(out), LocalEngine(Tokenizer.from_pretrained(tiny_checkpoint)),
                 shard_size=4, progress=False)
     assert again["skipped_already_done"] == 11 and again["audio_hours_this_run"] == 0
 
@@ -134,6 +134,6 @@ def test_killed_job_resumes_without_loss_or_duplicates(small_checkpoint, tmp_pat
     assert not list(out.glob(".*.tmp"))
     codes = read_codes(out)
     assert sorted(codes) == sorted(p.name for p in corpus.glob("*.wav"))
-    tokenizer = Tokenizer(load_checkpoint(small_checkpoint))
+    tokenizer = Tokenizer.from_pretrained(small_checkpoint)
     for name in ("u00.wav", "u23.wav"):
         assert np.array_equal(codes[name], tokenizer.encode(corpus / name).codes)

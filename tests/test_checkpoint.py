@@ -13,7 +13,7 @@ from dmcodec.signals import speech_like
 
 
 def codes_of(path, **kwargs):
-    return Tokenizer(load_checkpoint(path, **kwargs)).encode(speech_like(1.5, seed=3), 16000).codes
+    return Tokenizer.from_pretrained(path, **kwargs).encode(speech_like(1.5, seed=3), 16000).codes
 
 
 def test_our_format_holds_release_key_names_and_metadata(tiny_checkpoint):
@@ -57,7 +57,7 @@ def test_truncated_file_is_a_clear_error(tiny_checkpoint, tmp_path):
     data = (tiny_checkpoint / "model.safetensors").read_bytes()
     (broken / "model.safetensors").write_bytes(data[: len(data) // 2])
     (broken / "config.json").write_text((tiny_checkpoint / "config.json").read_text())
-    with pytest.raises(CheckpointError, match="sha256|safetensors"):
+    with pytest.raises(CheckpointError, match=r"sha256|safetensors"):
         load_checkpoint(broken)
     with pytest.raises(CheckpointError, match="not a readable safetensors"):
         load_checkpoint(broken, verify=False)
@@ -69,7 +69,7 @@ def test_mismatched_config_names_the_tensors(tiny_checkpoint, tmp_path):
     del config["dmcodec"]
     other = tmp_path / "other.json"
     other.write_text(json.dumps(config))
-    with pytest.raises(CheckpointError, match="wrong shape: .*quantizer.vq.layers"):
+    with pytest.raises(CheckpointError, match=r"wrong shape: .*quantizer\.vq\.layers"):
         load_checkpoint(tiny_checkpoint / "model.safetensors", config_path=other)
 
 

@@ -51,7 +51,8 @@ def metric_names_in(expr: str) -> set[str]:
 
 
 def test_dockerfile_passes_hadolint():
-    result = subprocess.run([str(BIN / "hadolint"), str(ROOT / "docker" / "Dockerfile")], capture_output=True, text=True)
+    result = subprocess.run([str(BIN / "hadolint"), str(ROOT / "docker" / "Dockerfile")],
+                            capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     bad = ROOT / "docker" / "Dockerfile.bad"
     try:  # the linter does find problems (a control, so the check above can fail)
@@ -131,7 +132,8 @@ def test_kubernetes_objects_fit_together():
     assert monitor["spec"]["endpoints"][0]["port"] in {p["name"] for p in service["spec"]["ports"]}
     adapter = yaml.safe_load(docs[("ConfigMap", "dmcodec-prometheus-adapter-rules")]["data"]["config.yaml"])
     exposed = {r["name"]["as"] for r in adapter["rules"]}
-    hpa_metrics = {m["pods"]["metric"]["name"] for m in docs[("HorizontalPodAutoscaler", "dmcodec-gpu")]["spec"]["metrics"]}
+    hpa = docs[("HorizontalPodAutoscaler", "dmcodec-gpu")]
+    hpa_metrics = {m["pods"]["metric"]["name"] for m in hpa["spec"]["metrics"]}
     assert hpa_metrics <= exposed and exposed <= exposed_metric_names()
 
 
@@ -152,7 +154,8 @@ def test_dashboard_and_rules_only_use_metrics_the_service_exposes():
 PROMTOOL = shutil.which("promtool")
 
 
-@pytest.mark.skipif(PROMTOOL is None, reason="promtool missing (Debian package 'prometheus'; scripts/test.sh installs it)")
+@pytest.mark.skipif(PROMTOOL is None,
+                    reason="promtool missing (Debian package 'prometheus'; scripts/test.sh installs it)")
 def test_alert_rules_check_and_unit_tests_pass():
     rules = DEPLOY / "prometheus"
     check = subprocess.run([PROMTOOL, "check", "rules", "alerts.yml"], cwd=rules, capture_output=True, text=True)

@@ -11,11 +11,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from server import running_server
 
 from dmcodec.audio import write_wav
 from dmcodec.signals import speech_like
-
-from server import running_server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(os.environ.get("DMCODEC_ARTIFACTS", Path(__file__).resolve().parents[1] / "artifacts"))

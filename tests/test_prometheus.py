@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from server import running_server
 
 from dmcodec_service.local import free_port
-from server import running_server
 
 PROMETHEUS = shutil.which("prometheus")
 RULES = Path(__file__).parent.parent / "deploy" / "prometheus" / "alerts.yml"
@@ -62,7 +62,7 @@ def test_prometheus_scrapes_the_service_metrics_and_loads_the_rules(tiny_checkpo
                 {"targets": [service.removeprefix("http://")]}]}],
         }
         (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-        log = open(tmp_path / "prometheus.log", "wb")
+        log = open(tmp_path / "prometheus.log", "wb")  # noqa: SIM115 (closed in the finally)
         prometheus = subprocess.Popen([PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}",
                                        f"--storage.tsdb.path={tmp_path / 'data'}",
                                        f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=log)

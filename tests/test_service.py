@@ -14,12 +14,12 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
-
-from dmcodec import Tokenizer, load_checkpoint
-from dmcodec.audio import wav_bytes
-from dmcodec.signals import speech_like
-from dmcodec_service import AsyncDMCodecClient, DMCodecClient
 from server import running_server, scrape, value
+
+from dmcodec import Tokenizer
+from dmcodec.audio import wav_bytes
+from dmcodec.client import AsyncDMCodecClient, DMCodecClient
+from dmcodec.signals import speech_like
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -34,7 +34,7 @@ def server(tiny_checkpoint, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def local(tiny_checkpoint):
-    return Tokenizer(load_checkpoint(tiny_checkpoint))
+    return Tokenizer.from_pretrained(tiny_checkpoint)
 
 
 def test_encode_decode_roundtrip_matches_the_library(server, local, wav_dir):
@@ -114,7 +114,7 @@ def _error(response: httpx.Response, status: int, code: str) -> None:
 
 def test_every_bad_input_gets_a_clear_4xx_and_the_server_keeps_serving(server, wav_dir):
     good = (wav_dir / "clip0.wav").read_bytes()
-    post = lambda path, **kw: httpx.post(f"{server}{path}", timeout=30, **kw)  # noqa: E731
+    post = lambda path, **kw: httpx.post(f"{server}{path}", timeout=30, **kw)
     _error(post("/v1/encode", files={"other": ("a.wav", good)}), 400, "missing_file")
     _error(post("/v1/encode", files={"file": ("a.wav", b"")}), 400, "invalid_audio")
     _error(post("/v1/encode", files={"file": ("a.wav", b"RIFF\x00\x00\x00\x00WAVEfmt nonsense")}), 400, "invalid_audio")
@@ -133,7 +133,8 @@ def test_every_bad_input_gets_a_clear_4xx_and_the_server_keeps_serving(server, w
     _error(post("/v1/decode", json={"codes": []}), 422, "invalid_tokens")
     _error(post("/v1/decode", json={"codes": [[1, 2]], "num_samples": 5000}), 422, "invalid_tokens")
     _error(post("/v1/decode", json={"codes": "abc"}), 422, "invalid_tokens")
-    _error(post("/v1/decode", content=b"{not json", headers={"content-type": "application/json"}), 422, "invalid_tokens")
+    _error(post("/v1/decode", content=b"{not json", headers={"content-type": "application/json"}),
+           422, "invalid_tokens")
     _error(post("/v1/decode", content=b"\x93NUMPY garbage", headers={"content-type": "application/octet-stream"}),
            422, "invalid_tokens")
     _error(post("/v1/decode", content=b"codes", headers={"content-type": "text/csv"}), 415, "unsupported_media_type")

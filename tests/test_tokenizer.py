@@ -4,16 +4,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-
 from conftest import clips
+
 from dmcodec import Tokenizer, WindowPolicy, load_checkpoint
 from dmcodec.audio import AudioError
-from dmcodec.tokenizer import plan_windows
+from dmcodec.windows import plan_windows
 
 
 @pytest.fixture(scope="module")
 def small_tokenizer(small_checkpoint):
-    return Tokenizer(load_checkpoint(small_checkpoint))
+    return Tokenizer.from_pretrained(small_checkpoint)
 
 
 def one_by_one(tokenizer, items, n_q=None):
@@ -22,7 +22,7 @@ def one_by_one(tokenizer, items, n_q=None):
 
 @pytest.mark.parametrize("mode", ["single", "fixed"])
 def test_batched_equals_one_by_one_for_mixed_lengths(small_checkpoint, mode):
-    tokenizer = Tokenizer(load_checkpoint(small_checkpoint), WindowPolicy(batch_mode=mode, max_batch_items=3))
+    tokenizer = Tokenizer.from_pretrained(small_checkpoint, policy=WindowPolicy(batch_mode=mode, max_batch_items=3))
     # Three clips share a length, so fixed mode really runs several items (and padding) at once.
     items = clips([2.0, 0.9, 3.3, 2.0, 1.0001, 0.02, 2.0])
     batched = tokenizer.encode_arrays(items)
@@ -51,7 +51,7 @@ def test_codes_equal_the_plain_model_for_a_single_window(small_tokenizer):
 def test_long_audio_windows_are_batch_invariant_and_close_to_whole(small_checkpoint):
     policy = WindowPolicy(window_frames=100, context_frames=20, batch_mode="fixed", max_batch_items=4,
                           max_batch_frames=400)
-    tokenizer = Tokenizer(load_checkpoint(small_checkpoint), policy)
+    tokenizer = Tokenizer.from_pretrained(small_checkpoint, policy=policy)
     long_clip, other = clips([9.3, 6.1], seed=20)
     windows = plan_windows(-(-long_clip.size // 320), policy)
     assert len(windows) == 8 and windows[-1].stop == -(-long_clip.size // 320)
@@ -68,7 +68,7 @@ def test_decode_returns_exactly_num_samples_and_is_batch_invariant(small_tokeniz
     encoded = small_tokenizer.encode_arrays(items)
     pairs = [(codes, clip.size) for codes, clip in zip(encoded, items)]
     together = small_tokenizer.decode_many(pairs)
-    for audio, (codes, n), clip in zip(together, pairs, items):
+    for audio, (codes, n) in zip(together, pairs):
         assert audio.shape == (n,) and audio.dtype == np.float32
         assert np.array_equal(audio, small_tokenizer.decode(codes, n))
     assert small_tokenizer.decode(encoded[0][:2]).shape == (encoded[0].shape[1] * 320,)

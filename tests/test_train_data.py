@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import TRAIN_TEST_VOICES
 
 from dmcodec.audio import write_wav
 from dmcodec.signals import speech_like
@@ -16,8 +17,6 @@ from dmcodec_train.data.corpus import CorpusSpec, build_corpus
 from dmcodec_train.data.manifest import Utterance, from_folder, from_librispeech, read_manifest, write_manifest
 from dmcodec_train.data.texts import generate_sentences
 from dmcodec_train.data.voices import ALL_VOICES, TEST_VOICES
-
-from conftest import TRAIN_TEST_VOICES
 
 
 def test_texts_are_distinct_varied_and_seeded():
@@ -48,7 +47,8 @@ def test_corpus_is_deterministic_and_splits_by_text_and_voice(train_corpus, tmp_
     assert [(r.id, r.transcript, r.speaker) for r in read_manifest(again)] == \
         [(r.id, r.transcript, r.speaker) for r in rows]
     first = rows[-1]
-    assert np.array_equal(sf.read(first.path)[0], sf.read(tmp_path / "again" / "audio" / "train" / f"{first.id}.wav")[0])
+    again = tmp_path / "again" / "audio" / "train" / f"{first.id}.wav"
+    assert np.array_equal(sf.read(first.path)[0], sf.read(again)[0])
     record = json.loads((manifest.parent / "corpus.json").read_text())
     assert record["utterances"][0]["voice"] and "rate" in record["utterances"][0]
 

@@ -13,14 +13,13 @@ import httpx
 import numpy as np
 import pytest
 import torch
+from server import running_server
 
 from dmcodec import load_checkpoint
 from dmcodec_train.config import TrainConfig
 from dmcodec_train.data.manifest import read_manifest, write_manifest
 from dmcodec_train.evaluation.harness import Result, to_markdown
 from dmcodec_train.trainer import Trainer
-
-from server import running_server
 
 CLI = [sys.executable, "-m", "dmcodec_train.cli"]
 
@@ -71,8 +70,8 @@ def test_resumed_run_equals_uninterrupted_run(train_corpus, tmp_path):
     assert _states_equal(a["discriminators"], b["discriminators"]) == []
     assert a["g_opt"]["state"][0]["exp_avg"].equal(b["g_opt"]["state"][0]["exp_avg"])
     assert torch.equal(a["rng_cpu"], b["rng_cpu"]) and a["best_dev_mel"] == b["best_dev_mel"]
-    rows = lambda run: (run / "metrics.csv").read_text().splitlines()  # noqa: E731
-    drop_speed = lambda line: line.rsplit(",", 1)[0]  # noqa: E731 - steps/s differ, losses must not
+    rows = lambda run: (run / "metrics.csv").read_text().splitlines()
+    drop_speed = lambda line: line.rsplit(",", 1)[0]
     assert [drop_speed(r) for r in rows(tmp_path / "straight")] == [drop_speed(r) for r in rows(tmp_path / "resumed")]
 
 
@@ -105,8 +104,8 @@ def test_pipeline_from_corpus_to_served_and_evaluated_checkpoint(tmp_path):
         assert torch.allclose(a, b.to(a.dtype), atol=1e-2, rtol=1e-2), name
 
     wav = read_manifest(manifest, "test")[0].path
-    with running_server(tmp_path / "served", tmp_path / "server.log") as (url, _):
-        response = httpx.post(f"{url}/v1/encode", files={"file": ("a.wav", open(wav, "rb"), "audio/wav")})
+    with running_server(tmp_path / "served", tmp_path / "server.log") as (url, _), open(wav, "rb") as audio:
+        response = httpx.post(f"{url}/v1/encode", files={"file": ("a.wav", audio, "audio/wav")})
     assert response.status_code == 200 and response.json()["model"]["name"] == "tiny-step10"
 
     evaluated = _run("eval", str(manifest), "served", "run/best", "--out", "eval", "--limit", "1",

@@ -5,18 +5,31 @@ Public entry points:
 - `DMCodec`: the model; `encode(wav[B,1,T]) -> codes[n_q,B,F]`, `decode(codes) -> wav`.
 - `load_checkpoint`, `save_checkpoint`, `save_release_checkpoint`: our safetensors format and
   the release's `.pt` state dicts.
-- `Tokenizer`: files or arrays at any rate -> codes with metadata, batch-invariant and
-  windowed for long audio; and back.
+- `Tokenizer.from_pretrained`: files or arrays at any rate -> `EncodedAudio` (codes with
+  `TokenMetadata`), batch-invariant and windowed for long audio (`WindowPolicy`); and back.
+- `dmcodec.client`: HTTP clients for the service; `dmcodec.bulk`: corpora to Parquet shards.
 """
 
 from .checkpoint import CheckpointError, LoadedCodec, load_checkpoint, save_checkpoint, save_release_checkpoint
 from .config import CodecConfig, preset
 from .model import DMCodec
-from .tokenizer import EncodedAudio, Tokenizer, WindowPolicy
+from .tokenizer import Tokenizer
+from .tokens import EncodedAudio, TokenMetadata
+from .windows import WindowPolicy
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "CodecConfig", "preset", "DMCodec", "load_checkpoint", "save_checkpoint", "save_release_checkpoint",
-    "CheckpointError", "LoadedCodec", "Tokenizer", "EncodedAudio", "WindowPolicy",
+    "CheckpointError",
+    "CodecConfig",
+    "DMCodec",
+    "EncodedAudio",
+    "LoadedCodec",
+    "TokenMetadata",
+    "Tokenizer",
+    "WindowPolicy",
+    "load_checkpoint",
+    "preset",
+    "save_checkpoint",
+    "save_release_checkpoint",
 ]

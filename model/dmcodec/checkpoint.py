@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from torch.nn.utils import parametrize
 from safetensors.torch import load_file, save_file
+from torch.nn.utils import parametrize
 
 from .config import CodecConfig
 from .model import DMCodec

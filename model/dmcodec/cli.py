@@ -1,11 +1,13 @@
-"""The `dmcodec` command line: encode, decode, info, convert, init, serve."""
+"""The `dmcodec` command line: encode, decode, info, convert, init, export-onnx, bulk, and the commands
+other installed packages add (`serve`, from the service)."""
 
 from __future__ import annotations
 
 import json
 import sys
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import typer
 from tqdm import tqdm
@@ -24,15 +26,18 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def _tokenizer(checkpoint: Optional[Path], device: str, backend: str = "torch", precision: str = "fp32"):
+def _tokenizer(checkpoint: Optional[Path], device: str, backend: str = "torch", precision: str = "fp32",
+               min_agreement: float = 0.999):
     from .backends.agreement import AgreementError
-    from .checkpoint import CheckpointError, load_checkpoint
+    from .checkpoint import CheckpointError
+    from .runtime import configure_determinism
     from .tokenizer import Tokenizer
 
     try:
-        return Tokenizer(load_checkpoint(defaults.resolve_checkpoint(checkpoint), device=device),
-                         backend=backend, precision=precision)
-    except (CheckpointError, AgreementError, ValueError) as err:
+        configure_determinism(device)
+        return Tokenizer.from_pretrained(checkpoint, device=device, backend=backend, precision=precision,
+                                         min_agreement=min_agreement)
+    except (CheckpointError, AgreementError, FileNotFoundError, ValueError, RuntimeError) as err:
         _fail(str(err))
 
 
@@ -54,7 +59,7 @@ def encode(
 ) -> None:
     """Encode audio to tokens."""
     from .audio import AudioError, find_audio_files
-    from .tokens import metadata, save_tokens
+    from .tokens import save_tokens
 
     if fmt not in ("json", "npy"):
         _fail(f"--format must be json or npy, got {fmt!r}")
@@ -73,7 +78,7 @@ def encode(
     if n_q is not None and not 1 <= n_q <= tokenizer.model.config.n_q:
         _fail(f"--n-q must be in 1..{tokenizer.model.config.n_q}")
     failures = 0
-    index = [] if fmt == "npy" and not single else None
+    index: Optional[list[dict]] = [] if fmt == "npy" and not single else None
     for source, relative in tqdm(jobs, unit="file", disable=len(jobs) == 1, file=sys.stderr):
         target = output if single else output / relative
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -85,7 +90,7 @@ def encode(
             continue
         save_tokens(target, encoded)
         if index is not None:
-            index.append({"audio": str(source), "tokens": str(relative), **metadata(encoded)})
+            index.append({"audio": str(source), "tokens": str(relative), **encoded.metadata.flat()})
     if index is not None:
         (output / "index.jsonl").write_text("".join(json.dumps(row) + "\n" for row in index))
     if failures:
@@ -128,16 +133,8 @@ def export_onnx_command(
     min_agreement: float = typer.Option(0.999, help="Fail unless this share of fp32 torch codes is kept."),
 ) -> None:
     """Export (or find cached) ONNX graphs next to a checkpoint and report their code agreement."""
-    from .backends.agreement import AgreementError
-    from .checkpoint import CheckpointError, load_checkpoint
-    from .tokenizer import Tokenizer
-
-    try:
-        codec = load_checkpoint(defaults.resolve_checkpoint(checkpoint))
-        # Building the backend exports the graphs (or finds them cached) and measures agreement.
-        checked = Tokenizer(codec, backend="onnxruntime", precision=precision, min_agreement=min_agreement)
-    except (CheckpointError, AgreementError, ValueError) as err:
-        _fail(str(err))
+    # Building the backend exports the graphs (or finds them cached) and measures agreement.
+    checked = _tokenizer(checkpoint, "cpu", "onnxruntime", precision, min_agreement)
     typer.echo(json.dumps({"graphs": str(checked.backend.directory), "agreement": checked.agreement.to_dict()}))
 
 
@@ -252,17 +249,25 @@ def bulk(
                     err=True)
 
 
-@app.command()
-def serve(
-    host: str = typer.Option(None, help="Bind address (default from settings: 127.0.0.1)."),
-    port: int = typer.Option(None, help="Port (default from settings: 8000)."),
-) -> None:
-    """Start the HTTP service (needs the `serve` extra)."""
-    try:
-        from dmcodec_service.__main__ import main
-    except ImportError as err:
-        _fail(f"the service is not installed ({err}); pip install 'dmcodec[serve]'")
-    main(host=host, port=port)
+def _plugin_command(entry: EntryPoint) -> Callable[[typer.Context], None]:
+    def command(ctx: typer.Context) -> None:
+        raise typer.Exit(entry.load()(list(ctx.args)) or 0)
+
+    return command
+
+
+def _add_plugin_commands() -> None:
+    """Commands that other installed packages add (entry points in the `dmcodec.commands` group,
+    e.g. `serve` from the service). Each is a `main(argv) -> exit code` that parses its own
+    arguments, so the package is imported only when its command runs."""
+    for entry in entry_points(group="dmcodec.commands"):
+        package = entry.dist.name if entry.dist else entry.value.split(".")[0]
+        app.command(entry.name, help=f"{entry.name} (from {package}); see `dmcodec {entry.name} --help`.",
+                    add_help_option=False,
+                    context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(_plugin_command(entry))
+
+
+_add_plugin_commands()
 
 
 if __name__ == "__main__":

@@ -73,7 +73,7 @@ class CodecConfig:
         return (n_q or self.n_q) * self.bits_per_code * self.frame_rate
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "CodecConfig":
+    def from_dict(cls, data: dict[str, Any]) -> CodecConfig:
         known = {f.name for f in fields(cls)} - {"extra"}
         # The release's config names the rate twice (training used `sampling_rate`).
         data = dict(data)
@@ -90,7 +90,7 @@ class CodecConfig:
         return {**extra, **data}
 
     @classmethod
-    def from_json(cls, path: str | Path) -> "CodecConfig":
+    def from_json(cls, path: str | Path) -> CodecConfig:
         try:
             data = json.loads(Path(path).read_text())
         except json.JSONDecodeError as err:

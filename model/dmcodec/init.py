@@ -18,11 +18,10 @@ from torch import nn
 
 from .model import DMCodec
 
-
 OUTPUT_GAIN = 0.01
 
 
-def _convolutions(module: nn.Module) -> list[nn.Module]:
+def _convolutions(module: nn.Module) -> list[nn.Conv1d | nn.ConvTranspose1d]:
     return [m for m in module.modules() if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d))]
 
 

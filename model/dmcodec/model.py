@@ -104,7 +104,7 @@ class DMCodec(nn.Module):
         return CodecOutput(self.decoder(quantized.quantized), quantized.codes,
                            quantized.commit_loss, quantized.levels)
 
-    def for_inference(self) -> "DMCodec":
+    def for_inference(self) -> DMCodec:
         """Eval mode, no gradients, weight norm folded into plain weights (same outputs, faster)."""
         fold_weight_norm(self)  # before requires_grad_: folded weights then stay parameters
         return self.eval().requires_grad_(False)

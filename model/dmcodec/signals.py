@@ -28,7 +28,7 @@ def _resonator(x: np.ndarray, freq: np.ndarray, bandwidth: float, rate: int) -> 
 def speech_like(seconds: float, rate: int = 16000, seed: int = 0) -> np.ndarray:
     """Mono float32 [round(seconds * rate)] in about [-0.5, 0.5]."""
     rng = np.random.default_rng(seed)
-    n = max(1, int(round(seconds * rate)))
+    n = max(1, round(seconds * rate))
     t = np.arange(n) / rate
     syllable = 0.12 + 0.1 * rng.random()
     pitch = (110 + 80 * rng.random()) * (1 + 0.15 * np.sin(2 * np.pi * t / (4 * syllable) + rng.random() * 6))

@@ -1,143 +1,34 @@
 """Clips of any length, rate and batch composition -> codes that depend on the clip alone.
 
-Floating-point kernels (convolutions, LSTMs, matmuls) pick their algorithm and reduction
-order from the tensor shapes, batch size included: the same clip run alone or beside another
-differs by ~1e-7, enough to flip near-tie codes. So the rule here is that a clip's
-computation always has the same tensor shapes, whatever else is being encoded:
-
-1. Windows. A clip of up to `window_frames` frames is encoded in one piece. A longer one is
-   cut into cores of `window_frames - 2 * context_frames` frames, each encoded with up to
-   `context_frames` of real neighbouring audio on both sides, whose codes are then dropped.
-   Memory is bounded by the window, whatever the clip's length, and the geometry is a
-   function of the clip alone.
-2. Batch shapes. In `single` mode (the CPU default) every window runs alone: on CPU this is
-   as fast per second of audio as batching. In `fixed` mode (the GPU default) windows of
-   exactly equal length run together in batches padded with silent windows to one fixed size
-   per length, so the batch shape never depends on the traffic. No padding ever enters a
-   window itself.
-3. Threads. CPU kernels also split their work by the intra-op thread count (1 vs 2 threads
-   changed 0.7% of codes here), so on CPU every window is computed with exactly
-   `threads_per_window` threads, and `workers` windows run side by side. Codes then do not
-   depend on the machine's core count either; throughput scales with cores.
-Decoding uses the same windows over frames.
+Floating-point kernels pick their algorithm and reduction order from the tensor shapes, batch
+size included: the same clip run alone or beside another differs by ~1e-7, enough to flip
+near-tie codes. So a clip's computation always has the same tensor shapes, whatever else is
+being encoded: the window plan (`dmcodec.windows`) cuts it by its own length alone, batches
+hold windows of one shape padded with silent windows to a fixed size per shape, and every CPU
+window runs with pinned intra-op threads (`dmcodec.executor`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import threading
+import warnings
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
 
 from .audio import AudioSource, load_audio, prepare
-from .backends import Backend, create_backend
-from .backends.agreement import AgreementError, calibration_clips, code_agreement
-from .checkpoint import LoadedCodec
-
-
-@dataclass(frozen=True)
-class WindowPolicy:
-    """How audio is cut and batched.
-
-    Args:
-        window_frames: the longest piece encoded at once (50 frames = 1 s at 16 kHz).
-        context_frames: frames of real audio on each side of a core, encoded and dropped.
-        batch_mode: `single`, `fixed` or `auto` (single on CPU, fixed on GPU); see above.
-        threads_per_window: intra-op threads of each CPU window - part of what defines the codes.
-        workers: CPU windows computed in parallel (0: available cores / threads_per_window).
-        max_batch_items: windows per model call in `fixed` mode.
-        max_batch_frames: total frames per model call in `fixed` mode (bounds memory).
-    """
-
-    window_frames: int = 1000
-    context_frames: int = 50
-    batch_mode: str = "auto"
-    threads_per_window: int = 1
-    workers: int = 0
-    max_batch_items: int = 8
-    max_batch_frames: int = 4000
-
-    def __post_init__(self) -> None:
-        if self.context_frames < 0 or self.window_frames <= 2 * self.context_frames:
-            raise ValueError("window_frames must exceed 2 * context_frames >= 0")
-        if self.max_batch_items < 1 or self.max_batch_frames < self.window_frames:
-            raise ValueError("max_batch_items must be >= 1 and max_batch_frames >= window_frames")
-        if self.workers < 0 or self.threads_per_window < 1:
-            raise ValueError("workers must be >= 0 and threads_per_window >= 1")
-        if self.batch_mode not in ("auto", "single", "fixed"):
-            raise ValueError(f"batch_mode must be auto, single or fixed, got {self.batch_mode!r}")
-
-    def batch_size(self, window_frames: int, device: torch.device) -> int:
-        """Windows per model call for windows of this length (padded up to it in fixed mode)."""
-        mode = self.batch_mode
-        if mode == "auto":
-            mode = "single" if device.type == "cpu" else "fixed"
-        if mode == "single":
-            return 1
-        return max(1, min(self.max_batch_items, self.max_batch_frames // window_frames))
-
-
-@dataclass(frozen=True)
-class Window:
-    """Frames [start, stop) of one clip, computed from frames [outer_start, outer_stop)."""
-
-    start: int
-    stop: int
-    outer_start: int
-    outer_stop: int
-
-
-def plan_windows(num_frames: int, policy: WindowPolicy) -> list[Window]:
-    if num_frames <= policy.window_frames:
-        return [Window(0, num_frames, 0, num_frames)]
-    core = policy.window_frames - 2 * policy.context_frames
-    windows = []
-    for start in range(0, num_frames, core):
-        stop = min(start + core, num_frames)
-        windows.append(Window(start, stop, max(0, start - policy.context_frames),
-                              min(num_frames, stop + policy.context_frames)))
-    return windows
-
-
-@dataclass
-class EncodedAudio:
-    """Codes for one clip and everything needed to decode or cite them."""
-
-    codes: np.ndarray  # [n_q, frames] int64
-    sample_rate: int
-    num_samples: int
-    frame_rate: float
-    codebook_size: int
-    model: dict[str, Any]
-    windowing: dict[str, int]
-
-    @property
-    def n_q(self) -> int:
-        return int(self.codes.shape[0])
-
-    @property
-    def duration_s(self) -> float:
-        return self.num_samples / self.sample_rate
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "codes": self.codes.tolist(),
-            "n_q": self.n_q,
-            "frames": int(self.codes.shape[1]),
-            "codebook_size": self.codebook_size,
-            "frame_rate": self.frame_rate,
-            "sample_rate": self.sample_rate,
-            "num_samples": self.num_samples,
-            "duration_s": self.duration_s,
-            "model": self.model,
-            "windowing": self.windowing,
-        }
+from .backends import Backend
+from .backends.agreement import Agreement
+from .backends.selection import select_backend
+from .checkpoint import LoadedCodec, load_checkpoint
+from .defaults import resolve_checkpoint
+from .executor import WindowExecutor
+from .runtime import determinism_configured
+from .tokens import EncodedAudio, TokenMetadata
+from .windows import Window, WindowPolicy, plan_windows
 
 
 @dataclass
@@ -150,52 +41,58 @@ class _Job:
 class Tokenizer:
     """Encode and decode clips with a loaded checkpoint, batch-invariantly.
 
+    Build one with `Tokenizer.from_pretrained`. Close it (or use it as a context manager) to
+    stop its worker threads.
+
     Args:
         codec: a checkpoint from `load_checkpoint`.
-        policy: window and batch sizes.
+        policy: window and batch sizes, threads per window.
         backend, precision: what computes the encoder and decoder (`dmcodec.backends`); fp32
             torch is the reference. Any other mode is measured against it on a calibration set
             first and refused when fewer than `min_agreement` of its codes are equal.
         min_agreement: share of code positions that must match fp32 torch.
     """
 
-    def __init__(self, codec: LoadedCodec, policy: WindowPolicy | None = None, backend: str = "torch",
+    def __init__(self, codec: LoadedCodec, policy: Optional[WindowPolicy] = None, backend: str = "torch",
                  precision: str = "fp32", min_agreement: float = 0.999):
         self.codec = codec
         self.model = codec.model
         self.policy = policy or WindowPolicy()
         self.device = next(self.model.parameters()).device
-        if self.device.type == "cuda":
-            # fp32 means fp32: TF32 convolutions/matmuls and autotuned kernels would re-draw
-            # codes with the hardware generation or the run.
-            torch.backends.cuda.matmul.allow_tf32 = False
-            torch.backends.cudnn.allow_tf32 = False
-            torch.backends.cudnn.benchmark = False
-            torch.backends.cudnn.deterministic = True
-        workers = self.policy.workers or max(1, len(os.sched_getaffinity(0)) // self.policy.threads_per_window)
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="dmcodec-window") \
-            if self.device.type == "cpu" else None
-        self._threads_lock = threading.Lock()
-        self._active_calls = 0
-        self._saved_threads = torch.get_num_threads()
-        self.backend: Backend = create_backend(codec, "torch")
-        self.agreement = None
-        if (backend, precision) != ("torch", "fp32"):
-            self._switch_backend(create_backend(codec, backend, precision, self.policy.threads_per_window),
-                                 min_agreement)
+        if not determinism_configured(self.device):
+            warnings.warn("CUDA may use TF32 or autotuned kernels, which re-draw codes: call "
+                          "dmcodec.runtime.configure_determinism(device) before building a tokenizer",
+                          RuntimeWarning, stacklevel=2)
+        selected = select_backend(codec, backend, precision, threads=self.policy.threads_per_window,
+                                  min_agreement=min_agreement)
+        self.backend: Backend = selected.backend
+        self.agreement: Optional[Agreement] = selected.agreement
+        self.executor = WindowExecutor(self.device.type, self.policy.threads_per_window, self.policy.workers)
 
-    def _switch_backend(self, candidate: Backend, min_agreement: float) -> None:
-        """Measure `candidate` against fp32 torch on the calibration clips; adopt it or refuse."""
-        clips = calibration_clips(self.sample_rate)
-        reference = self.encode_arrays(clips)
-        self.backend = candidate
-        self.agreement = code_agreement(reference, self.encode_arrays(clips))
-        if self.agreement.overall < min_agreement:
-            raise AgreementError(
-                f"backend {candidate.name} at {candidate.precision} keeps only {self.agreement.overall:.4%} of "
-                f"fp32 torch codes on the calibration set (per level: "
-                f"{', '.join(f'{x:.3f}' for x in self.agreement.per_level)}); at least {min_agreement:.2%} "
-                "is required - use fp32, or lower the threshold knowingly")
+    @classmethod
+    def from_pretrained(cls, checkpoint: str | Path | LoadedCodec | None = None, *, device: str = "cpu",
+                        backend: str = "torch", precision: str = "fp32", policy: Optional[WindowPolicy] = None,
+                        min_agreement: float = 0.999) -> Tokenizer:
+        """The one way to build a tokenizer.
+
+        Args:
+            checkpoint: a checkpoint directory or weights file, or one already loaded; None:
+                $DMCODEC_CHECKPOINT, else the trained default bundled in the package.
+            device: cpu, cuda, cuda:N.
+            backend, precision, policy, min_agreement: as for the class.
+        """
+        if not isinstance(checkpoint, LoadedCodec):
+            checkpoint = load_checkpoint(resolve_checkpoint(checkpoint), device=device)
+        return cls(checkpoint, policy, backend, precision, min_agreement)
+
+    def close(self) -> None:
+        self.executor.close()
+
+    def __enter__(self) -> Tokenizer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- identity ---------------------------------------------------------------------------
     @property
@@ -207,8 +104,8 @@ class Tokenizer:
         return self.model.config.hop_length
 
     def model_info(self) -> dict[str, Any]:
-        info = {"name": self.codec.name, "sha256": self.codec.sha256,
-                "backend": self.backend.name, "precision": self.backend.precision, "device": str(self.device)}
+        info: dict[str, Any] = {"name": self.codec.name, "sha256": self.codec.sha256, "backend": self.backend.name,
+                                "precision": self.backend.precision, "device": str(self.device)}
         if self.agreement is not None:
             info["code_agreement"] = self.agreement.overall
         return info
@@ -216,8 +113,8 @@ class Tokenizer:
     def windowing_info(self) -> dict[str, Any]:
         frames = self.policy.window_frames
         return {"window_frames": frames, "context_frames": self.policy.context_frames,
-                "batch_size": self.policy.batch_size(frames, self.device),
-                "intra_op_threads": self.policy.threads_per_window if self._pool else 0}
+                "batch_size": self.policy.batch_size(frames, self.device.type),
+                "intra_op_threads": self.policy.threads_per_window if self.executor.pins_threads else 0}
 
     # -- batching ---------------------------------------------------------------------------
     def _batches(self, jobs: list[_Job], dim: int) -> Iterator[tuple[list[_Job], torch.Tensor]]:
@@ -227,44 +124,23 @@ class Tokenizer:
         for job in jobs:
             by_shape[tuple(job.data.shape)].append(job)
         for group in by_shape.values():
-            size = self.policy.batch_size(group[0].window.outer_stop - group[0].window.outer_start, self.device)
+            size = self.policy.batch_size(group[0].window.outer_frames, self.device.type)
             for i in range(0, len(group), size):
                 chunk = group[i : i + size]
                 data = [job.data for job in chunk]
                 data += [torch.zeros_like(data[0])] * (size - len(chunk))
                 yield chunk, torch.stack(data, dim=dim).to(self.device)
 
-    @contextlib.contextmanager
-    def _fixed_threads(self) -> Iterator[None]:
-        """torch's thread count is process-wide: set it to `threads_per_window` while any call
-        of this tokenizer runs (calls may overlap, e.g. in the service); restore it after the last."""
-        with self._threads_lock:
-            if self._active_calls == 0:
-                self._saved_threads = torch.get_num_threads()
-                torch.set_num_threads(self.policy.threads_per_window)
-            self._active_calls += 1
-        try:
-            yield
-        finally:
-            with self._threads_lock:
-                self._active_calls -= 1
-                if self._active_calls == 0:
-                    torch.set_num_threads(self._saved_threads)
-
-    def _map(self, jobs: list[_Job], dim: int, compute) -> list[tuple[list[_Job], torch.Tensor]]:
-        """(jobs, compute(stacked inputs)) for every batch. On CPU the batches run on the worker
-        pool with `threads_per_window` intra-op threads each. The thread count is process-wide in torch: other
-        torch work running in this process meanwhile also runs single-threaded."""
+    def _map(self, jobs: list[_Job], dim: int,
+             compute: Callable[[torch.Tensor], np.ndarray]) -> list[tuple[list[_Job], np.ndarray]]:
+        """(jobs, compute(stacked inputs)) for every batch, on the executor."""
         batches = list(self._batches(jobs, dim))
-        if self._pool is None:
-            return [(chunk, compute(data)) for chunk, data in batches]
-        with self._fixed_threads():
-            outputs = list(self._pool.map(lambda batch: compute(batch[1]), batches))
+        outputs = self.executor.map(lambda batch: compute(batch[1]), batches)
         return [(chunk, out) for (chunk, _), out in zip(batches, outputs)]
 
     # -- encoding ---------------------------------------------------------------------------
-    def encode_arrays(self, clips: Sequence[np.ndarray], n_q: int | None = None) -> list[np.ndarray]:
-        """Mono float32 clips at the model's rate -> codes [n_q, ceil(T / hop)] each."""
+    def encode_arrays(self, clips: Sequence[np.ndarray], n_q: Optional[int] = None) -> list[np.ndarray]:
+        """Mono float32 clips at the model's rate -> codes [n_q, ceil(T / hop)] int64 each."""
         hop = self.hop_length
         jobs, frames = [], []
         for index, clip in enumerate(clips):
@@ -275,27 +151,26 @@ class Tokenizer:
             for window in plan_windows(frames[-1], self.policy):
                 piece = audio[window.outer_start * hop : window.outer_stop * hop]
                 jobs.append(_Job(index, window, piece[None]))
-        n_q = n_q or self.model.config.n_q
-        out = [np.zeros((n_q, f), dtype=np.int64) for f in frames]
+        levels = n_q or self.model.config.n_q
+        out = [np.zeros((levels, f), dtype=np.int64) for f in frames]
         # wav [B, 1, T] -> codes [n_q, B, F]
-        for batch, codes in self._map(jobs, 0, lambda wav: self.backend.encode(wav, n_q)):
+        for batch, codes in self._map(jobs, 0, lambda wav: self.backend.encode(wav, levels)):
             for b, job in enumerate(batch):
-                w = job.window
-                out[job.clip][:, w.start : w.stop] = codes[:, b, w.start - w.outer_start : w.stop - w.outer_start]
+                out[job.clip][:, job.window.start : job.window.stop] = codes[:, b, job.window.core]
         return out
 
-    def encode(self, source: AudioSource | np.ndarray, sample_rate: int | None = None,
-               n_q: int | None = None) -> EncodedAudio:
+    def encode(self, source: AudioSource | np.ndarray, sample_rate: Optional[int] = None,
+               n_q: Optional[int] = None) -> EncodedAudio:
         """One file, bytes or array ([T] or [T, C] at `sample_rate`) -> `EncodedAudio`."""
         return self.encode_many([source], sample_rate, n_q)[0]
 
-    def encode_many(self, sources: Sequence[AudioSource | np.ndarray], sample_rate: int | None = None,
-                    n_q: int | None = None) -> list[EncodedAudio]:
+    def encode_many(self, sources: Sequence[AudioSource | np.ndarray], sample_rate: Optional[int] = None,
+                    n_q: Optional[int] = None) -> list[EncodedAudio]:
         clips = [self.load(source, sample_rate) for source in sources]
         codes = self.encode_arrays(clips, n_q)
         return [self.wrap(c, clip.size) for c, clip in zip(codes, clips)]
 
-    def load(self, source: AudioSource | np.ndarray, sample_rate: int | None = None) -> np.ndarray:
+    def load(self, source: AudioSource | np.ndarray, sample_rate: Optional[int] = None) -> np.ndarray:
         """Any supported input -> mono float32 at the model's rate."""
         if isinstance(source, np.ndarray):
             if sample_rate is None:
@@ -303,14 +178,19 @@ class Tokenizer:
             return prepare(source, sample_rate, self.sample_rate)
         return load_audio(source, self.sample_rate)[0]
 
-    def wrap(self, codes: np.ndarray, num_samples: int) -> EncodedAudio:
+    def metadata(self, codes: np.ndarray, num_samples: int) -> TokenMetadata:
         config = self.model.config
-        return EncodedAudio(codes=codes, sample_rate=config.sample_rate, num_samples=int(num_samples),
-                            frame_rate=config.frame_rate, codebook_size=config.codebook_size,
-                            model=self.model_info(), windowing=self.windowing_info())
+        return TokenMetadata(n_q=int(codes.shape[0]), frames=int(codes.shape[1]),
+                             codebook_size=config.codebook_size, frame_rate=float(config.frame_rate),
+                             sample_rate=config.sample_rate, num_samples=int(num_samples),
+                             model_name=self.codec.name, model_sha256=self.codec.sha256,
+                             backend=self.backend.name, precision=self.backend.precision)
+
+    def wrap(self, codes: np.ndarray, num_samples: int) -> EncodedAudio:
+        return EncodedAudio(codes, self.metadata(codes, num_samples), self.model_info(), self.windowing_info())
 
     # -- decoding ---------------------------------------------------------------------------
-    def check_codes(self, codes: np.ndarray, num_samples: int | None = None) -> None:
+    def check_codes(self, codes: np.ndarray, num_samples: Optional[int] = None) -> None:
         """Raise ValueError unless codes [n_q, F] fit this model (and `num_samples`, if given)."""
         codes = np.asarray(codes)
         if codes.ndim != 2:
@@ -322,7 +202,7 @@ class Tokenizer:
                 raise ValueError(f"num_samples={num_samples} does not fit {frames} frames "
                                  f"(expected {(frames - 1) * self.hop_length + 1}..{frames * self.hop_length})")
 
-    def decode_many(self, items: Sequence[tuple[np.ndarray, int | None]]) -> list[np.ndarray]:
+    def decode_many(self, items: Sequence[tuple[np.ndarray, Optional[int]]]) -> list[np.ndarray]:
         """(codes [n_q, F], num_samples or None) pairs -> float32 audio at the model's rate.
 
         Each clip is exactly `num_samples` long (F * hop when None). Clips with different
@@ -341,9 +221,8 @@ class Tokenizer:
         for batch, audio in self._map(jobs, 1, self.backend.decode):
             for b, job in enumerate(batch):
                 w = job.window
-                out[job.clip][w.start * hop : w.stop * hop] = audio[b, (w.start - w.outer_start) * hop :
-                                                                    (w.stop - w.outer_start) * hop]
+                out[job.clip][w.start * hop : w.stop * hop] = audio[b, w.core.start * hop : w.core.stop * hop]
         return [clip[:n] for clip, n in zip(out, lengths)]
 
-    def decode(self, codes: np.ndarray, num_samples: int | None = None) -> np.ndarray:
+    def decode(self, codes: np.ndarray, num_samples: Optional[int] = None) -> np.ndarray:
         return self.decode_many([(codes, num_samples)])[0]

@@ -14,6 +14,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from dmcodec import __version__
+from dmcodec.runtime import configure_determinism
 
 from .batcher import Batcher
 from .engine import Engine
@@ -43,7 +44,8 @@ def create_app(settings: Optional[ServiceSettings] = None, engine: Optional[Engi
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        loaded = engine or await asyncio.to_thread(Engine, settings)
+        configure_determinism(settings.resolved_device())
+        loaded = engine if engine is not None else await asyncio.to_thread(Engine, settings)
         await asyncio.to_thread(loaded.warm_up)
         batcher = Batcher(loaded.process, max_batch_size=settings.max_batch_size,
                           max_batch_audio_seconds=settings.max_batch_audio_seconds,
@@ -68,6 +70,7 @@ def create_app(settings: Optional[ServiceSettings] = None, engine: Optional[Engi
             metrics.ready.set(0)
             log.info("draining: %d queued", batcher.depth())
             await batcher.drain(settings.drain_timeout_s)
+            loaded.close()
             log.info("stopped")
 
     app = FastAPI(title="dmcodec", version=__version__, lifespan=lifespan,

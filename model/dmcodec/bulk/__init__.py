@@ -8,4 +8,4 @@ from .manifest import Item, read_items
 from .runner import LocalEngine, ServerEngine, run
 from .store import ShardStore, read_codes
 
-__all__ = ["Item", "read_items", "LocalEngine", "ServerEngine", "run", "ShardStore", "read_codes"]
+__all__ = ["Item", "LocalEngine", "ServerEngine", "ShardStore", "read_codes", "read_items", "run"]

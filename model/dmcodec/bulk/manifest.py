@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -11,6 +9,7 @@ from typing import Optional
 import soundfile as sf
 
 from ..audio import find_audio_files
+from ..manifest import read_rows
 
 
 @dataclass(frozen=True)
@@ -26,20 +25,6 @@ def _duration(path: Path) -> Optional[float]:
         return info.frames / info.samplerate if info.samplerate else None
     except (sf.LibsndfileError, RuntimeError, OSError):
         return None
-
-
-def read_rows(manifest: Path) -> list[dict]:
-    suffix = manifest.suffix.lower()
-    if suffix in (".jsonl", ".json"):
-        return [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
-    if suffix == ".csv":
-        with open(manifest, newline="") as f:
-            return list(csv.DictReader(f))
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        return pq.read_table(manifest).to_pylist()
-    raise ValueError(f"{manifest}: manifests are .jsonl, .csv or .parquet")
 
 
 def read_items(source: str | Path) -> list[Item]:

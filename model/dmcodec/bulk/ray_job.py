@@ -10,11 +10,13 @@ the audio must be readable from every node (shared or object storage).
 from __future__ import annotations
 
 import time
+from dataclasses import fields
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from ..tokens import TokenMetadata
 from .manifest import Item
 from .runner import pending, summarize
 from .store import ShardStore, row
@@ -24,36 +26,39 @@ class _EncoderActor:
     """Holds one tokenizer; called with batches of manifest rows (a dict of columns)."""
 
     def __init__(self, checkpoint: str, n_q: Optional[int], threads: int):
-        from dmcodec import Tokenizer, WindowPolicy, load_checkpoint
-
+        from ..runtime import configure_determinism
+        from ..tokenizer import Tokenizer
+        from ..windows import WindowPolicy
         from .runner import LocalEngine
 
-        self.engine = LocalEngine(Tokenizer(load_checkpoint(checkpoint), WindowPolicy(workers=threads)), n_q)
+        configure_determinism("cpu")  # the actors run on CPU; a GPU actor would need its device here
+        self.engine = LocalEngine(Tokenizer.from_pretrained(checkpoint, policy=WindowPolicy(workers=threads)), n_q)
 
     def __call__(self, batch: dict) -> dict:
         items = [Item(str(i), str(p), float(d)) for i, p, d in zip(batch["id"], batch["path"], batch["duration_s"])]
         # Flat columns (codes as uint16 bytes) travel through Arrow blocks unchanged.
         out: dict[str, list] = {name: [] for name in _COLUMNS}
         for item, result in zip(items, self.engine.encode(items)):
-            failed = isinstance(result, Exception)
-            record = {"id": item.id, "path": item.path, "error": f"{type(result).__name__}: {result}" if failed else ""}
-            if not failed:
+            record: dict[str, Any] = {"id": item.id, "path": item.path, "error": ""}
+            if isinstance(result, Exception):
+                record["error"] = f"{type(result).__name__}: {result}"
+            else:
                 codes = np.asarray(result["codes"], dtype=np.uint16)
-                record.update({k: result[k] for k in ("n_q", "frames", "num_samples", "sample_rate",
-                                                      "checkpoint_sha256")}, codes=codes.tobytes())
+                record.update({k: result[k] for k in _METADATA}, codes=codes.tobytes())
             for name in _COLUMNS:
                 out[name].append(record[name] if name in record else _EMPTY[name])
         return out
 
 
-_COLUMNS = ("id", "path", "error", "codes", "n_q", "frames", "num_samples", "sample_rate", "checkpoint_sha256")
-_EMPTY = {"codes": b"", "n_q": 0, "frames": 0, "num_samples": 0, "sample_rate": 0, "checkpoint_sha256": ""}
+_METADATA = tuple(f.name for f in fields(TokenMetadata))
+_COLUMNS = ("id", "path", "error", "codes", *_METADATA)
+_EMPTY = {"codes": b"", **{f.name: {"int": 0, "float": 0.0, "str": ""}[str(f.type)] for f in fields(TokenMetadata)}}
 
 
 def _row(record: dict) -> dict:
-    codes = np.frombuffer(record["codes"], dtype=np.uint16).reshape(int(record["n_q"]), int(record["frames"]))
-    return row(str(record["id"]), str(record["path"]), codes, int(record["num_samples"]),
-               int(record["sample_rate"]), str(record["checkpoint_sha256"]))
+    metadata = TokenMetadata.from_flat(record)
+    codes = np.frombuffer(record["codes"], dtype=np.uint16).reshape(metadata.n_q, metadata.frames)
+    return row(str(record["id"]), str(record["path"]), codes, metadata)
 
 
 def run_ray(items: Sequence[Item], store: ShardStore, checkpoint: str | Path, *, n_q: Optional[int] = None,

@@ -6,9 +6,13 @@ import asyncio
 import time
 from typing import Optional, Protocol, Sequence, Union
 
+import httpx
 import numpy as np
 from tqdm import tqdm
 
+from ..client import AsyncDMCodecClient, ServiceError
+from ..isolation import run_isolated
+from ..tokens import TokenMetadata
 from .manifest import Item
 from .store import ShardStore, row
 
@@ -29,30 +33,19 @@ class LocalEngine:
         self.tokenizer, self.n_q, self.batch_size = tokenizer, n_q, batch_size
 
     def encode(self, items: Sequence[Item]) -> list[Result]:
-        results: list[Result] = []
-        loaded = {}
+        results: dict[int, Result] = {}
+        loaded: dict[int, np.ndarray] = {}
         for index, item in enumerate(items):
             try:
                 loaded[index] = self.tokenizer.load(item.path)
             except (ValueError, OSError) as err:
-                results.append(err)
-            else:
-                results.append(None)  # filled below
-        order = sorted(loaded)
-        try:
-            codes = self.tokenizer.encode_arrays([loaded[i] for i in order], self.n_q) if order else []
-        except ValueError:  # isolate the item at fault
-            codes = []
-            for i in order:
-                try:
-                    codes.append(self.tokenizer.encode_arrays([loaded[i]], self.n_q)[0])
-                except ValueError as err:
-                    codes.append(err)
-        sha, rate = self.tokenizer.codec.sha256, self.tokenizer.sample_rate
-        for index, c in zip(order, codes):
+                results[index] = err
+        encoded = run_isolated(lambda clips: self.tokenizer.encode_arrays(clips, self.n_q), list(loaded.values()))
+        for (index, clip), codes in zip(loaded.items(), encoded):
             item = items[index]
-            results[index] = c if isinstance(c, Exception) else row(item.id, item.path, c, loaded[index].size, rate, sha)
-        return results
+            results[index] = codes if isinstance(codes, Exception) else \
+                row(item.id, item.path, codes, self.tokenizer.metadata(codes, clip.size))
+        return [results[index] for index in range(len(items))]
 
 
 class ServerEngine:
@@ -61,8 +54,6 @@ class ServerEngine:
 
     def __init__(self, url: str, api_key: Optional[str] = None, n_q: Optional[int] = None,
                  concurrency: int = 8, retries: int = 5):
-        from dmcodec_service.client import AsyncDMCodecClient
-
         self.n_q, self.retries = n_q, retries
         self.batch_size = concurrency * 4
         self._loop = asyncio.new_event_loop()
@@ -70,10 +61,6 @@ class ServerEngine:
         self._client = AsyncDMCodecClient(url, api_key=api_key, max_connections=concurrency)
 
     async def _one(self, item: Item) -> Result:
-        import httpx
-
-        from dmcodec_service.client import ServiceError
-
         async with self._limit:
             for attempt in range(self.retries + 1):
                 try:
@@ -86,9 +73,7 @@ class ServerEngine:
                     if attempt == self.retries:
                         return err
                 await asyncio.sleep(min(30.0, 0.5 * 2**attempt))
-        codes = np.asarray(answer["codes"])
-        return row(item.id, item.path, codes, int(answer["num_samples"]), int(answer["sample_rate"]),
-                   answer["model_sha256"])
+        return row(item.id, item.path, np.asarray(answer["codes"]), TokenMetadata.from_flat(answer))
 
     def encode(self, items: Sequence[Item]) -> list[Result]:
         async def all_items():

@@ -12,7 +12,7 @@ import io
 import json
 import os
 import tarfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -20,23 +20,21 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..tokens import TokenMetadata
+
+_ARROW_TYPES = {"int": pa.int64(), "float": pa.float64(), "str": pa.string()}
+# id, path and codes, then the token metadata's flat fields (dmcodec.tokens) under their own names.
 SCHEMA = pa.schema([
     ("id", pa.string()),
     ("path", pa.string()),
     ("codes", pa.list_(pa.list_(pa.uint16()))),  # [n_q][frames]
-    ("n_q", pa.int16()),
-    ("frames", pa.int32()),
-    ("num_samples", pa.int64()),
+    *((f.name, _ARROW_TYPES[str(f.type)]) for f in fields(TokenMetadata)),
     ("duration_s", pa.float64()),
-    ("sample_rate", pa.int32()),
-    ("checkpoint_sha256", pa.string()),
 ])
 
 
-def row(item_id: str, path: str, codes: np.ndarray, num_samples: int, sample_rate: int, sha256: str) -> dict:
-    return {"id": item_id, "path": path, "codes": codes.astype(np.uint16).tolist(), "n_q": int(codes.shape[0]),
-            "frames": int(codes.shape[1]), "num_samples": int(num_samples),
-            "duration_s": num_samples / sample_rate, "sample_rate": int(sample_rate), "checkpoint_sha256": sha256}
+def row(item_id: str, path: str, codes: np.ndarray, metadata: TokenMetadata) -> dict:
+    return {"id": item_id, "path": path, "codes": codes.astype(np.uint16).tolist(), **metadata.flat()}
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

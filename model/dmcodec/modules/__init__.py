@@ -4,4 +4,4 @@ from .conv import SConv1d, SConvTranspose1d, fold_weight_norm
 from .lstm import SLSTM
 from .seanet import SEANetDecoder, SEANetEncoder
 
-__all__ = ["SConv1d", "SConvTranspose1d", "SLSTM", "SEANetEncoder", "SEANetDecoder", "fold_weight_norm"]
+__all__ = ["SLSTM", "SConv1d", "SConvTranspose1d", "SEANetDecoder", "SEANetEncoder", "fold_weight_norm"]

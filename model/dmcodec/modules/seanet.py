@@ -90,7 +90,8 @@ class SEANetDecoder(nn.Module):
         if lstm_layers:
             layers.append(SLSTM(width, lstm_layers, bidirectional=False))
         for ratio in strides:
-            layers += [_activation(activation), SConvTranspose1d(width, width // 2, kernel_size=ratio * 2, stride=ratio)]
+            layers += [_activation(activation),
+                       SConvTranspose1d(width, width // 2, kernel_size=ratio * 2, stride=ratio)]
             width //= 2
             layers += _residual_units(width, n_residual_layers, residual_kernel_size, dilation_base, activation)
         layers += [_activation(activation), SConv1d(width, channels, last_kernel_size)]

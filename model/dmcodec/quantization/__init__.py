@@ -3,4 +3,4 @@
 from .codebook import EuclideanCodebook, kmeans, nearest
 from .rvq import QuantizerOutput, ResidualVectorQuantizer
 
-__all__ = ["EuclideanCodebook", "ResidualVectorQuantizer", "QuantizerOutput", "kmeans", "nearest"]
+__all__ = ["EuclideanCodebook", "QuantizerOutput", "ResidualVectorQuantizer", "kmeans", "nearest"]

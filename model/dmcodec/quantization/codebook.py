@@ -60,6 +60,11 @@ class EuclideanCodebook(nn.Module):
         epsilon: Laplace smoothing of the usage counts.
     """
 
+    inited: torch.Tensor
+    cluster_size: torch.Tensor
+    embed: torch.Tensor
+    embed_avg: torch.Tensor
+
     def __init__(self, dim: int, size: int, decay: float = 0.99, kmeans_iters: int = 50,
                  dead_code_threshold: float = 2.0, epsilon: float = 1e-5):
         super().__init__()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -46,9 +47,13 @@ class ResidualVectorQuantizer(nn.Module):
             EuclideanCodebook(dim, codebook_size, decay, kmeans_iters, dead_code_threshold) for _ in range(n_q)
         )
 
+    def codebooks(self, n_q: int | None = None) -> list[EuclideanCodebook]:
+        """The first `n_q` levels' codebooks (all by default), coarse to fine."""
+        return cast(list[EuclideanCodebook], list(self.levels[:n_q]))
+
     @property
     def initialized(self) -> bool:
-        return all(bool(level.inited.item()) for level in self.levels)
+        return all(bool(level.inited.item()) for level in self.codebooks())
 
     def _check_n_q(self, n_q: int | None) -> int:
         n_q = self.n_q if n_q is None else n_q
@@ -62,7 +67,7 @@ class ResidualVectorQuantizer(nn.Module):
         n_q = self._check_n_q(n_q)
         residual = x.transpose(1, 2).reshape(-1, x.shape[1])  # [B * F, D]
         codes = []
-        for level in self.levels[:n_q]:
+        for level in self.codebooks(n_q):
             index = level.encode(residual)
             residual = residual - level.decode(index)
             codes.append(index)
@@ -71,8 +76,9 @@ class ResidualVectorQuantizer(nn.Module):
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes [n_q, B, F] (n_q <= the model's) -> latent [B, D, F]."""
         self._check_n_q(codes.shape[0])
-        quantized = self.levels[0].decode(codes[0])
-        for level, index in zip(self.levels[1:], codes[1:]):
+        first, *finer = self.codebooks(codes.shape[0])
+        quantized = first.decode(codes[0])
+        for level, index in zip(finer, codes[1:]):
             quantized = quantized + level.decode(index)
         return quantized.transpose(1, 2)
 
@@ -80,7 +86,7 @@ class ResidualVectorQuantizer(nn.Module):
     def init_from_data(self, x: torch.Tensor) -> None:
         """Initialise every level by k-means on the residuals of latent frames x [B, D, F]."""
         residual = x.transpose(1, 2).reshape(-1, x.shape[1]).float()
-        for level in self.levels:
+        for level in self.codebooks():
             level.init_from_data(residual)
             residual = residual - level.decode(level.encode(residual))
 
@@ -100,7 +106,7 @@ class ResidualVectorQuantizer(nn.Module):
         residual = flat
         total = torch.zeros_like(flat)
         codes, levels, losses = [], [], []
-        for level in self.levels[:n_q]:
+        for level in self.codebooks(n_q):
             index = level.encode(residual.detach())
             quantized = level.decode(index)
             if self.training:
@@ -115,7 +121,7 @@ class ResidualVectorQuantizer(nn.Module):
             residual = residual - straight
             codes.append(index)
         shape = (x.shape[0], x.shape[2])
-        to_conv = lambda t: t.reshape(*shape, -1).transpose(1, 2)  # noqa: E731 - [B*F, D] -> [B, D, F]
+        to_conv = lambda t: t.reshape(*shape, -1).transpose(1, 2)
         return QuantizerOutput(
             quantized=to_conv(total),
             codes=torch.stack(codes).reshape(n_q, *shape),

@@ -28,7 +28,7 @@ class Batch:
     speech: torch.Tensor
     frame_mask: torch.Tensor
 
-    def to(self, device: torch.device | str) -> "Batch":
+    def to(self, device: torch.device | str) -> Batch:
         return Batch(*(t.to(device, non_blocking=True) for t in
                        (self.audio, self.lm, self.lm_mask, self.speech, self.frame_mask)))
 

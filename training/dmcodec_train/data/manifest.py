@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from dmcodec.audio import find_audio_files, info
-from dmcodec.bulk.manifest import read_rows
+from dmcodec.manifest import read_rows
 
 SPLITS = ("train", "dev", "test")
 

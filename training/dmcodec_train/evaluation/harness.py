@@ -18,7 +18,6 @@ import torch
 from tqdm import tqdm
 
 from dmcodec.audio import load_audio
-from dmcodec.checkpoint import load_checkpoint
 from dmcodec.tokenizer import Tokenizer
 
 from ..data.manifest import read_manifest
@@ -55,12 +54,12 @@ def evaluate(manifest: str | Path, checkpoints: list[str | Path], split: str = "
     original_asr = [recognizer.transcribe(a)[0] for a in tqdm(originals, desc="ASR originals", disable=not progress)]
     rows = [Result("original", {**word_errors(references, original_asr), "bitrate_kbps": 256.0})]
     for checkpoint in checkpoints:
-        loaded = load_checkpoint(checkpoint)
-        tokenizer = Tokenizer(loaded)
-        if loaded.config.sample_rate != rate:
-            raise ValueError(f"{checkpoint}: evaluation runs at 16 kHz, the model at {loaded.config.sample_rate}")
-        codes = tokenizer.encode_arrays(originals, n_q)
-        decoded = tokenizer.decode_many([(c, len(a)) for c, a in zip(codes, originals)])
+        with Tokenizer.from_pretrained(checkpoint) as tokenizer:
+            loaded = tokenizer.codec
+            if loaded.config.sample_rate != rate:
+                raise ValueError(f"{checkpoint}: evaluation runs at 16 kHz, the model at {loaded.config.sample_rate}")
+            codes = tokenizer.encode_arrays(originals, n_q)
+            decoded = tokenizer.decode_many([(c, len(a)) for c, a in zip(codes, originals)])
         per_clip: dict[str, list[float]] = {"stoi": [], "pesq": [], "visqol": [], "mel_distance": []}
         hypotheses = []
         for original, audio in tqdm(list(zip(originals, decoded)), desc=f"scoring {loaded.name}",
@@ -69,7 +68,8 @@ def evaluate(manifest: str | Path, checkpoints: list[str | Path], split: str = "
             per_clip["pesq"].append(pesq_wideband(original, audio, rate))
             if visqol:
                 per_clip["visqol"].append(visqol_speech(original, audio, rate))
-            per_clip["mel_distance"].append(mel_distance(torch.from_numpy(audio)[None], torch.from_numpy(original)[None],
+            per_clip["mel_distance"].append(mel_distance(torch.from_numpy(audio)[None],
+                                                         torch.from_numpy(original)[None],
                                                          rate))
             hypotheses.append(recognizer.transcribe(audio)[0])
         errors = word_errors(references, hypotheses)

@@ -7,6 +7,8 @@ logits and its intermediate feature maps (for the feature-matching loss).
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -16,7 +18,7 @@ Outputs = list[tuple[torch.Tensor, list[torch.Tensor]]]  # per sub-discriminator
 
 
 def _scaled(channels: int, width: float) -> int:
-    return max(4, int(round(channels * width)))
+    return max(4, round(channels * width))
 
 
 def _features(convs: nn.ModuleList, post: nn.Module, x: torch.Tensor, slope: float):
@@ -37,7 +39,7 @@ class PeriodDiscriminator(nn.Module):
         channels = [1] + [_scaled(c, width) for c in (32, 128, 512, 1024)]
         self.convs = nn.ModuleList(
             weight_norm(nn.Conv2d(c_in, c_out, (5, 1), (3, 1), padding=(2, 0)))
-            for c_in, c_out in zip(channels[:-1], channels[1:])
+            for c_in, c_out in itertools.pairwise(channels)
         )
         self.convs.append(weight_norm(nn.Conv2d(channels[-1], channels[-1], (5, 1), padding=(2, 0))))
         self.post = weight_norm(nn.Conv2d(channels[-1], 1, (3, 1), padding=(1, 0)))

@@ -1,4 +1,5 @@
 """HTTP clients for the service (httpx), sync and async, that wait out 503 + Retry-After.
+They need only httpx beside the library (`pip install 'dmcodec[client]'`).
 
     with DMCodecClient("http://127.0.0.1:8000") as client:
         tokens = client.encode("speech.flac")          # dict: codes, n_q, num_samples, ...
@@ -16,6 +17,8 @@ from typing import Any, Optional, Union
 import httpx
 import numpy as np
 import soundfile as sf
+
+from .tokens import TokenMetadata
 
 AudioInput = Union[str, Path, bytes, np.ndarray]
 
@@ -68,9 +71,8 @@ def _result(response: httpx.Response, kind: str) -> Any:
         except (ValueError, KeyError, TypeError):
             raise ServiceError(response.status_code, "http_error", response.text[:200]) from None
     if kind == "npy":
-        meta = {k[len("x-dmcodec-"):].replace("-", "_"): v for k, v in response.headers.items()
-                if k.startswith("x-dmcodec-")}
-        return {"codes": np.load(io.BytesIO(response.content), allow_pickle=False), **meta}
+        metadata = TokenMetadata.from_headers(response.headers)
+        return {"codes": np.load(io.BytesIO(response.content), allow_pickle=False), **metadata.flat()}
     if kind == "wav":
         audio, _ = sf.read(io.BytesIO(response.content), dtype="float32")
         return audio
@@ -110,7 +112,8 @@ class DMCodecClient(_Base):
     def encode(self, audio: AudioInput, sample_rate: Optional[int] = None, n_q: Optional[int] = None,
                npy: bool = False) -> dict[str, Any]:
         """A file path, bytes, or an array (with its sample_rate) -> the encode response
-        (with npy=True, `codes` is a uint16 array and the metadata come from headers)."""
+        (with npy=True, `codes` is a uint16 array [n_q, frames] and the other keys are the flat
+        token metadata of `dmcodec.tokens`, read from the response headers)."""
         return self._post("/v1/encode", "npy" if npy else "json", **_encode_request(audio, sample_rate, n_q, npy))
 
     def decode(self, tokens: Union[dict, np.ndarray], num_samples: Optional[int] = None) -> np.ndarray:
@@ -123,7 +126,7 @@ class DMCodecClient(_Base):
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> "DMCodecClient":
+    def __enter__(self) -> DMCodecClient:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -161,7 +164,7 @@ class AsyncDMCodecClient(_Base):
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def __aenter__(self) -> "AsyncDMCodecClient":
+    async def __aenter__(self) -> AsyncDMCodecClient:
         return self
 
     async def __aexit__(self, *exc) -> None:
