@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs what the tests need into ./.venv, then runs them. Arguments go to pytest,
-# e.g. scripts/test.sh -m "not slow" or scripts/test.sh tests/test_service.py
+# Installs what the tests need into ./.venv, runs the checks (ruff, mypy, import contracts),
+# then the tests: unit, in-process service and end-to-end (everything but `slow`). Arguments go
+# to pytest, e.g. scripts/test.sh -m "not slow and not e2e" (the fast local tier) or
+# scripts/test.sh tests/unit/test_tokenizer.py. DMCODEC_SKIP_CHECKS=1 skips the static checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
@@ -22,9 +24,14 @@ if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}") \
         >/dev/null || echo "warning: could not install ${missing[*]}; tests that need them will fail or skip" >&2
 fi
+if [ "${DMCODEC_SKIP_CHECKS:-0}" != 1 ]; then
+    echo "== ruff"; .venv/bin/ruff check model service training tests bench scripts
+    echo "== mypy"; .venv/bin/mypy
+    echo "== import contracts"; .venv/bin/lint-imports
+fi
 export HF_HUB_OFFLINE=1
 status=0
-.venv/bin/python -m pytest "$@" || status=$?
+.venv/bin/python -m pytest -m "not slow" "$@" || status=$?
 if [ "$status" -eq 5 ]; then
     echo "error: pytest collected no tests (exit 5): the suite is missing or deselected" >&2
     exit 1

@@ -1,16 +1,21 @@
-"""Shared fixtures: checkpoints the tests create, and speech-like audio files."""
+"""Shared fixtures: checkpoints the tests create, speech-like audio files, a synthetic corpus.
+
+Tiers: `unit/` (no subprocess of ours), `service/` (the app in-process), `e2e/` (real servers,
+signals, browsers, Prometheus, installs; marked `e2e` here, so `-m "not e2e"` leaves them out).
+Shared helpers live in `helpers.py`. Tests write only under pytest's temporary folders."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+from helpers import TRAIN_TEST_VOICES  # noqa: E402
 
 from dmcodec import load_checkpoint  # noqa: E402
 from dmcodec.audio import write_wav  # noqa: E402
@@ -43,12 +48,16 @@ def wav_dir(tmp_path_factory) -> Path:
     return root
 
 
-def clips(lengths_s: list[float], rate: int = 16000, seed: int = 0) -> list[np.ndarray]:
-    return [speech_like(s, rate, seed=seed + i) for i, s in enumerate(lengths_s)]
-
-
-# Voices the training tests use: one held-out (test) voice and two training voices, all fast.
-TRAIN_TEST_VOICES = ("espeak:en+f3", "espeak:en-us+m1", "flite:slt")
+@pytest.fixture(scope="session")
+def bulk_corpus(tmp_path_factory) -> Path:
+    """Ten speech-like WAVs in two folders and one broken file."""
+    root = tmp_path_factory.mktemp("bulk-corpus")
+    for i in range(10):
+        sub = root / ("a" if i % 2 else "b")
+        sub.mkdir(exist_ok=True)
+        write_wav(sub / f"utt{i}.wav", speech_like(0.5 + 0.37 * i, seed=200 + i), 16000)
+    (root / "b" / "broken.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt not really")
+    return root
 
 
 @pytest.fixture(scope="session")
@@ -69,3 +78,10 @@ def train_corpus(tmp_path_factory) -> tuple[Path, Path]:
     precompute(manifest, features, WhisperEncoderTeacher(), LMTeacher(), Recognizer(beam_size=1, compute_type="int8"),
                splits=("train", "dev", "test"), shard_size=5, progress=False)
     return manifest, features
+
+
+def pytest_collection_modifyitems(config, items):
+    e2e = Path(__file__).parent / "e2e"
+    for item in items:
+        if e2e in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.e2e)

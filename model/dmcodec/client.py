@@ -94,16 +94,26 @@ class _Base:
 
 
 class DMCodecClient(_Base):
-    """Blocking client. Args: base_url; api_key; timeout (s); max_retries of 503 answers."""
+    """Blocking client.
+
+    Args:
+        base_url: the service.
+        api_key: sent as `Authorization: Bearer <key>`.
+        timeout: seconds per request.
+        max_retries: how often a 503 is retried, after its Retry-After.
+        http: an httpx client to send through instead of one of our own (proxies, TLS settings,
+            an in-process ASGI transport); its base URL is used, and it is left open on close.
+    """
 
     def __init__(self, base_url: str = "http://127.0.0.1:8000", api_key: Optional[str] = None,
-                 timeout: float = 120.0, max_retries: int = 5):
+                 timeout: float = 120.0, max_retries: int = 5, http: Optional[httpx.Client] = None):
         super().__init__(base_url, api_key, max_retries)
-        self._http = httpx.Client(base_url=self.base_url, headers=self.headers, timeout=timeout)
+        self._owned = http is None
+        self._http = http or httpx.Client(base_url=self.base_url, timeout=timeout)
 
     def _post(self, path: str, kind: str, **request) -> Any:
         for attempt in range(self.max_retries + 1):
-            response = self._http.post(path, **request)
+            response = self._http.post(path, headers=self.headers, **request)
             delay = _retry_delay(response, attempt, self.max_retries)
             if delay is None:
                 return _result(response, kind)
@@ -121,10 +131,11 @@ class DMCodecClient(_Base):
         return self._post("/v1/decode", "wav", **_decode_request(tokens, num_samples))
 
     def info(self) -> dict[str, Any]:
-        return _result(self._http.get("/v1/info"), "json")
+        return _result(self._http.get("/v1/info", headers=self.headers), "json")
 
     def close(self) -> None:
-        self._http.close()
+        if self._owned:
+            self._http.close()
 
     def __enter__(self) -> DMCodecClient:
         return self
@@ -134,17 +145,19 @@ class DMCodecClient(_Base):
 
 
 class AsyncDMCodecClient(_Base):
-    """The same API for asyncio."""
+    """The same API for asyncio (`http`: an httpx.AsyncClient, e.g. over httpx.ASGITransport)."""
 
     def __init__(self, base_url: str = "http://127.0.0.1:8000", api_key: Optional[str] = None,
-                 timeout: float = 120.0, max_retries: int = 5, max_connections: int = 100):
+                 timeout: float = 120.0, max_retries: int = 5, max_connections: int = 100,
+                 http: Optional[httpx.AsyncClient] = None):
         super().__init__(base_url, api_key, max_retries)
-        self._http = httpx.AsyncClient(base_url=self.base_url, headers=self.headers, timeout=timeout,
-                                       limits=httpx.Limits(max_connections=max_connections))
+        self._owned = http is None
+        self._http = http or httpx.AsyncClient(base_url=self.base_url, timeout=timeout,
+                                               limits=httpx.Limits(max_connections=max_connections))
 
     async def _post(self, path: str, kind: str, **request) -> Any:
         for attempt in range(self.max_retries + 1):
-            response = await self._http.post(path, **request)
+            response = await self._http.post(path, headers=self.headers, **request)
             delay = _retry_delay(response, attempt, self.max_retries)
             if delay is None:
                 return _result(response, kind)
@@ -159,10 +172,11 @@ class AsyncDMCodecClient(_Base):
         return await self._post("/v1/decode", "wav", **_decode_request(tokens, num_samples))
 
     async def info(self) -> dict[str, Any]:
-        return _result(await self._http.get("/v1/info"), "json")
+        return _result(await self._http.get("/v1/info", headers=self.headers), "json")
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._owned:
+            await self._http.aclose()
 
     async def __aenter__(self) -> AsyncDMCodecClient:
         return self

@@ -10,12 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from server import running_server
+from helpers import REPO, running_server
 
 from dmcodec_service.local import free_port
 
 PROMETHEUS = shutil.which("prometheus")
-RULES = Path(__file__).parent.parent / "deploy" / "prometheus" / "alerts.yml"
+RULES = REPO / "deploy" / "prometheus" / "alerts.yml"
 
 pytestmark = pytest.mark.skipif(PROMETHEUS is None, reason="prometheus binary missing (Debian package "
                                 "'prometheus'; scripts/test.sh installs it)")

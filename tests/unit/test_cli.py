@@ -1,18 +1,21 @@
-"""The `dmcodec` command line, run as a user would (a subprocess)."""
+"""The `dmcodec` command line, through Click's runner in this process (the console scripts
+themselves are run in tests/e2e)."""
 
 import json
-import subprocess
-import sys
+import re
 
 import numpy as np
 import pytest
 import soundfile as sf
+from typer.testing import CliRunner
+
+from dmcodec.cli import app
 
 
 def dmcodec(*args, check=True):
-    result = subprocess.run([sys.executable, "-m", "dmcodec.cli", *map(str, args)], capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"dmcodec {args} failed:\n{result.stderr}")
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    if check and result.exit_code != 0:
+        raise AssertionError(f"dmcodec {args} failed:\n{result.output}")
     return result
 
 
@@ -62,8 +65,8 @@ def test_decode_errors_are_clear(tiny_checkpoint, tmp_path, content, message):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(content))
     result = dmcodec("decode", bad, "-o", tmp_path / "x.wav", "-c", tiny_checkpoint, check=False)
-    assert result.returncode == 2
-    assert "error:" in result.stderr and __import__("re").search(message, result.stderr)
+    assert result.exit_code == 2
+    assert "error:" in result.stderr and re.search(message, result.stderr)
 
 
 def test_encode_errors_are_clear(tiny_checkpoint, tmp_path):
@@ -71,6 +74,6 @@ def test_encode_errors_are_clear(tiny_checkpoint, tmp_path):
     (tmp_path / "corrupt.wav").write_bytes(b"RIFF0000WAVEfmt garbage")
     for name in ("empty.wav", "corrupt.wav"):
         result = dmcodec("encode", tmp_path / name, "-o", tmp_path / "t.json", "-c", tiny_checkpoint, check=False)
-        assert result.returncode == 2 and "not a readable audio file" in result.stderr
+        assert result.exit_code == 2 and "not a readable audio file" in result.stderr
     missing = dmcodec("encode", tmp_path / "nope.wav", "-o", tmp_path / "t.json", check=False)
-    assert missing.returncode == 2 and "no such file" in missing.stderr
+    assert missing.exit_code == 2 and "no such file" in missing.stderr

@@ -11,13 +11,14 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from server import running_server
+from helpers import running_server
 
 from dmcodec.audio import write_wav
 from dmcodec.signals import speech_like
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARTIFACTS = Path(os.environ.get("DMCODEC_ARTIFACTS", Path(__file__).resolve().parents[1] / "artifacts"))
+# Screenshots go to the test's temporary folder, or to DMCODEC_ARTIFACTS when set (to look at them).
+ARTIFACTS = os.environ.get("DMCODEC_ARTIFACTS")
 # Flags for a closed network: no background connections, no first-run or update traffic.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
@@ -41,7 +42,8 @@ def test_playground_round_trip_downloads_errors_and_narrow_layout(browser, tiny_
     write_wav(clip, speech_like(2.3, 16000, seed=5), 16000)
     corrupt = tmp_path / "broken.wav"
     corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEthis is not audio" * 20)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    artifacts = Path(ARTIFACTS) if ARTIFACTS else tmp_path
+    artifacts.mkdir(parents=True, exist_ok=True)
 
     with running_server(tiny_checkpoint, tmp_path / "server.log") as (url, _):
         page = browser.new_page(viewport={"width": 1200, "height": 1000}, accept_downloads=True)
@@ -85,7 +87,7 @@ def test_playground_round_trip_downloads_errors_and_narrow_layout(browser, tiny_
         with page.expect_download() as download:
             page.click("#download-wav")
         assert Path(download.value.path()).read_bytes()[:4] == b"RIFF"
-        page.screenshot(path=str(ARTIFACTS / "playground.png"), full_page=True)
+        page.screenshot(path=str(artifacts / "playground.png"), full_page=True)
 
         # An API error is shown as a readable message.
         page.set_input_files("#file-input", str(corrupt))
@@ -99,7 +101,7 @@ def test_playground_round_trip_downloads_errors_and_narrow_layout(browser, tiny_
         original = page.locator("#original-audio").bounding_box()
         decoded = page.locator("#decoded-audio").bounding_box()
         assert decoded["y"] > original["y"] + original["height"] and original["width"] <= 360
-        page.screenshot(path=str(ARTIFACTS / "playground-narrow.png"), full_page=True)
+        page.screenshot(path=str(artifacts / "playground-narrow.png"), full_page=True)
 
         # Everything the page loaded came from the service itself.
         assert requests and all(r.startswith(url) or r.startswith("blob:") or r.startswith("data:") for r in requests)

@@ -3,11 +3,11 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from helpers import REPO
 
-BENCH = Path(__file__).parent.parent / "bench" / "codec_throughput.py"
+BENCH = REPO / "bench" / "codec_throughput.py"
 
 
 def peak(minutes: float, preset: str) -> dict:

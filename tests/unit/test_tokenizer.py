@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import clips
+from helpers import clips
 
 from dmcodec import Tokenizer, WindowPolicy, load_checkpoint
 from dmcodec.audio import AudioError

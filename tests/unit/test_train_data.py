@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import TRAIN_TEST_VOICES
+from helpers import TRAIN_TEST_VOICES
 
 from dmcodec.audio import write_wav
 from dmcodec.signals import speech_like

@@ -1,0 +1,130 @@
+"""The service end to end: a real uvicorn server on 127.0.0.1, real WAV files, real scrapes."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import numpy as np
+import pytest
+from helpers import running_server, scrape, value
+
+from dmcodec import Tokenizer
+from dmcodec.audio import wav_bytes
+from dmcodec.client import AsyncDMCodecClient, DMCodecClient
+from dmcodec.signals import speech_like
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def server(tiny_checkpoint, tmp_path_factory):
+    log = tmp_path_factory.mktemp("logs") / "server.log"
+    with running_server(tiny_checkpoint, log, max_wait_ms=100, max_batch_size=8, max_audio_seconds=20,
+                        max_upload_mb=2) as (url, _):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def local(tiny_checkpoint):
+    return Tokenizer.from_pretrained(tiny_checkpoint)
+
+
+def test_the_client_round_trips_over_a_real_socket(server, local, wav_dir):
+    path = wav_dir / "clip2.wav"
+    with DMCodecClient(server) as client:
+        tokens = client.encode(path)
+        audio = client.decode(tokens)
+    expected = local.encode(path)
+    assert np.array_equal(np.array(tokens["codes"]), expected.codes) and audio.size == expected.num_samples
+
+
+def test_invalid_configuration_fails_at_startup(tiny_checkpoint, tmp_path):
+    env = {"DMCODEC_CHECKPOINT": str(tiny_checkpoint), "DMCODEC_MAX_BATCH_SIZE": "0", "PATH": ""}
+    result = subprocess.run([sys.executable, "-m", "dmcodec_service"], env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2 and "max_batch_size" in result.stderr
+    env = {"DMCODEC_CHECKPOINT": str(tmp_path / "missing")}
+    result = subprocess.run([sys.executable, "-m", "dmcodec_service"], env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode != 0 and "checkpoint not found" in result.stderr
+
+
+def post_concurrently(url: str, wav: bytes, count: int) -> list[httpx.Response]:
+    """`count` simultaneous encode requests of the same WAV."""
+    async def send():
+        async with httpx.AsyncClient(timeout=120) as http:
+            return await asyncio.gather(*(http.post(f"{url}/v1/encode", files={"file": ("a.wav", wav)})
+                                          for _ in range(count)))
+
+    return asyncio.run(send())
+
+
+def test_overload_gets_503_with_retry_after_and_the_client_retries(tiny_checkpoint, tmp_path):
+    clip = wav_bytes(speech_like(15.0, seed=1), 16000)
+    with running_server(tiny_checkpoint, tmp_path / "log", max_queue_size=1, max_batch_size=1,
+                        max_wait_ms=0, retry_after_s=1) as (url, _):
+        responses = post_concurrently(url, clip, 12)
+        statuses = sorted(r.status_code for r in responses)
+        assert 200 in statuses and 503 in statuses and set(statuses) <= {200, 503}
+        refused = next(r for r in responses if r.status_code == 503)
+        assert refused.headers["retry-after"] == "1" and refused.json()["error"]["code"] == "overloaded"
+        assert value(scrape(url), "dmcodec_rejected_requests_total", reason="queue_full") >= 1
+
+        async def with_client():
+            async with AsyncDMCodecClient(url, max_retries=30) as client:
+                return await asyncio.gather(*(client.encode(clip) for _ in range(6)))
+
+        assert all(r["frames"] == 750 for r in asyncio.run(with_client()))  # every one retried to success
+
+
+def test_deadline_gives_504_and_disconnected_clients_are_not_computed(tiny_checkpoint, small_checkpoint, tmp_path):
+    long_clip = wav_bytes(speech_like(20.0, seed=2), 16000)
+    with running_server(tiny_checkpoint, tmp_path / "log", max_batch_size=1, max_wait_ms=0,
+                        request_timeout_s=0.3, max_audio_seconds=60) as (url, _):
+        statuses = [r.status_code for r in post_concurrently(url, long_clip, 4)]
+        assert 504 in statuses, statuses
+    long_clip = wav_bytes(speech_like(40.0, seed=2), 16000)  # seconds of work for the small model
+    with running_server(small_checkpoint, tmp_path / "log2", max_batch_size=1, max_wait_ms=0,
+                        max_concurrent_batches=1, max_audio_seconds=60) as (url, _):
+        before = scrape(url)
+
+        async def leave_early():
+            async with httpx.AsyncClient(timeout=60) as http:
+                busy = asyncio.create_task(http.post(f"{url}/v1/encode", files={"file": ("a.wav", long_clip)}))
+                await asyncio.sleep(0.3)
+                async with httpx.AsyncClient(timeout=0.5) as impatient:
+                    with pytest.raises(httpx.ReadTimeout):
+                        await impatient.post(f"{url}/v1/encode", files={"file": ("b.wav", long_clip)})
+                return await busy
+
+        assert asyncio.run(leave_early()).status_code == 200
+        time.sleep(1.0)
+        after = scrape(url)
+        assert value(after, "dmcodec_rejected_requests_total", reason="cancelled") >= 1
+        computed = value(after, "dmcodec_audio_seconds_total", op="encode") - \
+            value(before, "dmcodec_audio_seconds_total", op="encode")
+        assert computed == pytest.approx(40.0)  # the abandoned request never reached the model
+
+
+def test_sigterm_finishes_queued_work_then_exits(tiny_checkpoint, tmp_path):
+    clip = wav_bytes(speech_like(6.0, seed=4), 16000)
+    with running_server(tiny_checkpoint, tmp_path / "log", max_batch_size=1, max_wait_ms=0) as (url, process):
+        async def requests_then_sigterm():
+            async with httpx.AsyncClient(timeout=60) as http:
+                tasks = [asyncio.create_task(http.post(f"{url}/v1/encode", files={"file": ("a.wav", clip)}))
+                         for _ in range(4)]
+                await asyncio.sleep(0.5)
+                process.send_signal(signal.SIGTERM)
+                return await asyncio.gather(*tasks)
+
+        responses = asyncio.run(requests_then_sigterm())
+        assert [r.status_code for r in responses] == [200] * 4
+        assert all(len(r.json()["codes"][0]) == 300 for r in responses)
+        assert process.wait(30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once drained
+    log = (tmp_path / "log").read_text()
+    assert "draining" in log and "stopped" in log

@@ -1,0 +1,77 @@
+"""What several test modules share: audio, the service in-process or on 127.0.0.1, metric scrapes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Iterator, Union
+
+import httpx
+import numpy as np
+import pyarrow.parquet as pq
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from dmcodec import Tokenizer
+from dmcodec.bulk import read_codes
+from dmcodec.signals import speech_like
+from dmcodec_service import ServiceSettings, create_app
+from dmcodec_service.local import local_server
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def clips(lengths_s: list[float], rate: int = 16000, seed: int = 0) -> list[np.ndarray]:
+    return [speech_like(s, rate, seed=seed + i) for i, s in enumerate(lengths_s)]
+
+
+# Voices the training tests use: one held-out (test) voice and two training voices, all fast.
+TRAIN_TEST_VOICES = ("espeak:en+f3", "espeak:en-us+m1", "flite:slt")
+
+
+@contextlib.contextmanager
+def in_process_service(checkpoint: Path, **settings) -> Iterator[TestClient]:
+    """The app from `create_app`, started (model loaded, batcher running) and stopped in this
+    process; requests go through an ASGI transport, no socket. Two window workers, like CI's machine."""
+    config = ServiceSettings(checkpoint=checkpoint, workers=settings.pop("workers", 2), **settings)
+    with TestClient(create_app(config), raise_server_exceptions=False) as client:
+        yield client
+
+
+@contextlib.contextmanager
+def running_server(checkpoint: Path, log_path: Path, **settings):
+    """The real service in a subprocess on 127.0.0.1: yields (base_url, process)."""
+    with local_server(checkpoint, log_path, workers=settings.pop("workers", 2), **settings) as server:
+        yield server
+
+
+def scrape(service: Union[str, httpx.Client]) -> dict[tuple, float]:
+    """GET /metrics (from a base URL or a client), parsed by prometheus_client ->
+    {(sample name, sorted label pairs): value}."""
+    text = httpx.get(f"{service}/metrics").text if isinstance(service, str) else service.get("/metrics").text
+    families = text_string_to_metric_families(text)
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for family in families for s in family.samples}
+
+
+def value(samples: dict[tuple, float], metric: str, **labels) -> float:
+    return samples.get((metric, tuple(sorted(labels.items()))), 0.0)
+
+
+def expected_bulk_codes(checkpoint: Path, corpus: Path) -> dict[str, np.ndarray]:
+    """What a bulk job over `bulk_corpus` must write: the codes of each file encoded alone."""
+    with Tokenizer.from_pretrained(checkpoint) as tokenizer:
+        return {str(p.relative_to(corpus)): tokenizer.encode(p).codes for p in corpus.rglob("utt*.wav")}
+
+
+def check_bulk_output(out: Path, expected: dict[str, np.ndarray]) -> None:
+    codes = read_codes(out)
+    assert set(codes) == set(expected)
+    for key, value in expected.items():
+        assert np.array_equal(codes[key], value), key
+    ids = [i for s in sorted(out.glob("shard-*.parquet")) for i in pq.read_table(s).column("id").to_pylist()]
+    assert len(ids) == len(set(ids))  # no duplicates
+    failures = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
+    assert [f["id"] for f in failures] == ["b/broken.wav"] and "not a readable audio file" in failures[0]["reason"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["written"] == 10 and summary["failed"] == 1
