@@ -1,10 +1,12 @@
-"""Reading any audio soundfile understands into mono float32 at the model's rate, and writing WAV."""
+"""Reading any audio soundfile understands into mono float32 at the model's rate, with bounded
+memory and limits, and writing WAV."""
 
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO, Optional, Union
 
 import numpy as np
 import soundfile as sf
@@ -56,35 +58,100 @@ def prepare(samples: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
     return out
 
 
-def read_audio(source: AudioSource) -> tuple[np.ndarray, int]:
-    """Decode a file path, bytes or binary file object -> (samples [T, C] float32, rate)."""
+@dataclass(frozen=True)
+class AudioLimits:
+    """What an input may hold; None: no limit. Checked from the header before decoding, and
+    again while decoding (a header may lie or leave the length unknown)."""
+
+    max_seconds: Optional[float] = None
+    max_channels: Optional[int] = None
+    max_sample_rate: Optional[int] = None
+
+
+NO_LIMITS = AudioLimits()
+UNKNOWN_FRAMES = 2**62  # libsndfile reports SF_COUNT_MAX when a stream's length is unknown
+
+
+class AudioLimitError(AudioError):
+    """The input is readable audio beyond a limit. `limit`: seconds, channels or sample_rate."""
+
+    def __init__(self, limit: str, message: str):
+        super().__init__(message)
+        self.limit = limit
+
+
+def _open(source: AudioSource) -> sf.SoundFile:
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
             raise AudioError("the upload is empty (0 bytes)")
         source = io.BytesIO(bytes(source))
     try:
-        samples, rate = sf.read(source, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
-        name = f"{source}: " if isinstance(source, (str, Path)) else ""
-        raise AudioError(f"{name}not a readable audio file ({err})") from err
+        return sf.SoundFile(source)
+    except sf.LibsndfileError as err:
+        # error_string is libsndfile's reason alone; str(err) would name the Python object read.
+        reason = err.error_string
+    except (RuntimeError, TypeError, ValueError):
+        reason = "unsupported or corrupt"
+    name = f"{source}: " if isinstance(source, (str, Path)) else ""
+    raise AudioError(f"{name}not a readable audio file ({reason})")
+
+
+def _check_header(f: sf.SoundFile, limits: AudioLimits) -> None:
+    if f.samplerate <= 0:
+        raise AudioError(f"invalid sample rate {f.samplerate}")
+    if limits.max_channels is not None and f.channels > limits.max_channels:
+        raise AudioLimitError("channels", f"the audio has {f.channels} channels; at most {limits.max_channels} "
+                              "are accepted")
+    if limits.max_sample_rate is not None and f.samplerate > limits.max_sample_rate:
+        raise AudioLimitError("sample_rate", f"the audio is sampled at {f.samplerate} Hz; at most "
+                              f"{limits.max_sample_rate} Hz is accepted")
+    known = 0 < f.frames < UNKNOWN_FRAMES
+    if limits.max_seconds is not None and known and f.frames / f.samplerate > limits.max_seconds:
+        raise AudioLimitError("seconds", f"audio is {f.frames / f.samplerate:.1f} s; the limit is "
+                              f"{limits.max_seconds:g} s")
+
+
+def load_audio(source: AudioSource, target_rate: int, limits: AudioLimits = NO_LIMITS) -> tuple[np.ndarray, int]:
+    """Decode a file path, bytes or binary file object to mono float32 at `target_rate`.
+    Returns (samples [T], original rate).
+
+    Decoding, mixing to mono and resampling run block by block (one second of input each), so
+    the memory an input costs follows its length at `target_rate` in mono, not its size as
+    stored: a many-channel, high-rate file never exists decoded in full. Limits are checked from
+    the header first, then against what is decoded. Raises AudioError (AudioLimitError beyond
+    a limit)."""
+    with _open(source) as f:
+        _check_header(f, limits)
+        rate = f.samplerate
+        resampler = None if rate == target_rate else \
+            soxr.ResampleStream(rate, target_rate, 1, dtype="float32", quality="HQ")
+        most = None if limits.max_seconds is None else int(limits.max_seconds * target_rate) + 1
+        pieces, total = [], 0
+        try:
+            for block in f.blocks(blocksize=rate, dtype="float32", always_2d=True):
+                mono = block.mean(axis=1)
+                if not np.isfinite(mono).all():
+                    raise AudioError("the audio holds NaN or infinite samples")
+                pieces.append(resampler.resample_chunk(mono) if resampler else mono)
+                total += pieces[-1].size
+                if most is not None and total > most:
+                    raise AudioLimitError("seconds", f"audio is longer than the limit of {limits.max_seconds:g} s")
+        except (sf.LibsndfileError, RuntimeError) as err:
+            reason = err.error_string if isinstance(err, sf.LibsndfileError) else "corrupt data"
+            raise AudioError(f"the audio could not be decoded ({reason})") from None
+        if resampler:
+            pieces.append(resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+    samples = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
+    if samples.size == 0:
+        raise AudioError("the audio holds no samples" if rate == target_rate or not pieces
+                         else f"the audio is shorter than one sample at {target_rate} Hz")
     return samples, rate
 
 
 def info(source: AudioSource) -> tuple[float, int]:
     """(duration in seconds, rate) from the header alone, without decoding the samples."""
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        source = io.BytesIO(bytes(source))
-    try:
-        meta = sf.info(source)
-    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
-        raise AudioError(f"not a readable audio file ({err})") from err
-    return meta.frames / meta.samplerate if meta.samplerate else 0.0, meta.samplerate
-
-
-def load_audio(source: AudioSource, target_rate: int) -> tuple[np.ndarray, int]:
-    """Decode and convert to mono float32 at `target_rate`. Returns (samples [T], original rate)."""
-    samples, rate = read_audio(source)
-    return prepare(samples, rate, target_rate), rate
+    with _open(source) as f:
+        return (f.frames / f.samplerate if 0 < f.frames < UNKNOWN_FRAMES else 0.0), f.samplerate
 
 
 def wav_bytes(samples: np.ndarray, rate: int) -> bytes:

@@ -220,33 +220,37 @@ def bulk(
 ) -> None:
     """Tokenize a corpus into Parquet shards: resumable, failures recorded per file."""
     try:
-        from .bulk import LocalEngine, ServerEngine, ShardStore, read_items, run
+        from .bulk import JobLocked, LocalEngine, ServerEngine, ShardStore, read_items, run
     except ImportError as err:
         _fail(f"bulk needs the 'bulk' extra ({err}); pip install 'dmcodec[bulk]'")
+    if engine not in ("local", "server", "ray"):
+        _fail(f"--engine must be local, server or ray, got {engine!r}")
     try:
         items = read_items(source)
-    except ValueError as err:
+        store = ShardStore(output, webdataset=webdataset)
+    except (ValueError, JobLocked) as err:
         _fail(str(err))
-    store = ShardStore(output, webdataset=webdataset)
-    if engine == "local":
-        summary = run(items, store, LocalEngine(_tokenizer(checkpoint, device), n_q), shard_size=shard_size)
-    elif engine == "server":
-        client = ServerEngine(server, api_key, n_q, concurrency)
-        try:
-            summary = run(items, store, client, shard_size=shard_size, engine_name="server")
-        finally:
-            client.close()
-    elif engine == "ray":
-        from .bulk.ray_job import run_ray
+    with store:
+        if engine == "local":
+            summary = run(items, store, LocalEngine(_tokenizer(checkpoint, device), n_q), shard_size=shard_size)
+        elif engine == "server":
+            client = ServerEngine(server, api_key, n_q, concurrency)
+            try:
+                summary = run(items, store, client, shard_size=shard_size, engine_name="server")
+            finally:
+                client.close()
+        else:
+            from .bulk.ray_job import run_ray
 
-        summary = run_ray(items, store, defaults.resolve_checkpoint(checkpoint), n_q=n_q, actors=concurrency,
-                          cpus_per_actor=cpus_per_actor, shard_size=shard_size, address=ray_address)
-    else:
-        _fail(f"--engine must be local, server or ray, got {engine!r}")
+            summary = run_ray(items, store, defaults.resolve_checkpoint(checkpoint), n_q=n_q, actors=concurrency,
+                              cpus_per_actor=cpus_per_actor, shard_size=shard_size, address=ray_address)
     typer.echo(json.dumps(summary, indent=2))
     if summary["failed"]:
         typer.secho(f"{summary['failed']} files failed; see {output / 'failures.jsonl'}", fg=typer.colors.YELLOW,
                     err=True)
+    if summary.get("retry_next_run"):
+        typer.secho(f"{summary['retry_next_run']} files could not be reached (overload, connection); run the same "
+                    "command again to retry them", fg=typer.colors.YELLOW, err=True)
 
 
 def _plugin_command(entry: EntryPoint) -> Callable[[typer.Context], None]:

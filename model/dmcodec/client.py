@@ -24,11 +24,17 @@ AudioInput = Union[str, Path, bytes, np.ndarray]
 
 
 class ServiceError(Exception):
-    """The service answered with an error (its JSON `error.code` and `error.message`)."""
+    """The service answered with an error (its JSON `error.code` and `error.message`).
+    `retry_after`: seconds the service asked to wait (503), else None."""
 
-    def __init__(self, status: int, code: str, message: str):
+    def __init__(self, status: int, code: str, message: str, retry_after: Optional[float] = None):
         super().__init__(f"{status} {code}: {message}")
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.retry_after = status, code, message, retry_after
+
+    @property
+    def transient(self) -> bool:
+        """Worth trying again later: overload, shutdown, deadline, rate limit."""
+        return self.status in (429, 503, 504)
 
 
 def _audio_bytes(audio: AudioInput, sample_rate: Optional[int]) -> tuple[bytes, str]:
@@ -63,13 +69,19 @@ def _decode_request(tokens: Union[dict, np.ndarray], num_samples: Optional[int])
     return {"json": body}
 
 
+def _retry_after(response: httpx.Response) -> Optional[float]:
+    header = response.headers.get("retry-after", "")
+    return float(header) if header.replace(".", "", 1).isdigit() else None
+
+
 def _result(response: httpx.Response, kind: str) -> Any:
     if response.status_code >= 400:
         try:
             error = response.json()["error"]
-            raise ServiceError(response.status_code, error["code"], error["message"])
+            code, message = error["code"], error["message"]
         except (ValueError, KeyError, TypeError):
-            raise ServiceError(response.status_code, "http_error", response.text[:200]) from None
+            code, message = "http_error", response.text[:200]
+        raise ServiceError(response.status_code, code, message, _retry_after(response))
     if kind == "npy":
         metadata = TokenMetadata.from_headers(response.headers)
         return {"codes": np.load(io.BytesIO(response.content), allow_pickle=False), **metadata.flat()}
@@ -82,8 +94,7 @@ def _result(response: httpx.Response, kind: str) -> Any:
 def _retry_delay(response: httpx.Response, attempt: int, max_retries: int) -> Optional[float]:
     if response.status_code != 503 or attempt >= max_retries:
         return None
-    header = response.headers.get("retry-after", "1")
-    return float(header) if header.replace(".", "", 1).isdigit() else 1.0
+    return _retry_after(response) or 1.0
 
 
 class _Base:

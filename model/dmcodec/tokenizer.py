@@ -131,16 +131,26 @@ class Tokenizer:
                 data += [torch.zeros_like(data[0])] * (size - len(chunk))
                 yield chunk, torch.stack(data, dim=dim).to(self.device)
 
-    def _map(self, jobs: list[_Job], dim: int,
-             compute: Callable[[torch.Tensor], np.ndarray]) -> list[tuple[list[_Job], np.ndarray]]:
-        """(jobs, compute(stacked inputs)) for every batch, on the executor."""
+    def _map(self, jobs: list[_Job], dim: int, compute: Callable[[torch.Tensor], np.ndarray],
+             abandoned: Optional[Callable[[int], bool]]) -> list[tuple[list[_Job], np.ndarray]]:
+        """(jobs, compute(stacked inputs)) for every batch, on the executor; batches whose clips
+        are all abandoned by the time their turn comes are skipped."""
+        def run(batch: tuple[list[_Job], torch.Tensor]) -> Optional[np.ndarray]:
+            if abandoned is not None and all(abandoned(job.clip) for job in batch[0]):
+                return None
+            return compute(batch[1])
+
         batches = list(self._batches(jobs, dim))
-        outputs = self.executor.map(lambda batch: compute(batch[1]), batches)
-        return [(chunk, out) for (chunk, _), out in zip(batches, outputs)]
+        outputs = self.executor.map(run, batches)
+        return [(chunk, out) for (chunk, _), out in zip(batches, outputs) if out is not None]
 
     # -- encoding ---------------------------------------------------------------------------
-    def encode_arrays(self, clips: Sequence[np.ndarray], n_q: Optional[int] = None) -> list[np.ndarray]:
-        """Mono float32 clips at the model's rate -> codes [n_q, ceil(T / hop)] int64 each."""
+    def encode_arrays(self, clips: Sequence[np.ndarray], n_q: Optional[int] = None,
+                      abandoned: Optional[Callable[[int], bool]] = None) -> list[np.ndarray]:
+        """Mono float32 clips at the model's rate -> codes [n_q, ceil(T / hop)] int64 each.
+
+        `abandoned(i)` may turn true while this runs (a client left): clip i's remaining windows
+        are then skipped, and its codes are incomplete - for the caller to throw away."""
         hop = self.hop_length
         jobs, frames = [], []
         for index, clip in enumerate(clips):
@@ -154,7 +164,7 @@ class Tokenizer:
         levels = n_q or self.model.config.n_q
         out = [np.zeros((levels, f), dtype=np.int64) for f in frames]
         # wav [B, 1, T] -> codes [n_q, B, F]
-        for batch, codes in self._map(jobs, 0, lambda wav: self.backend.encode(wav, levels)):
+        for batch, codes in self._map(jobs, 0, lambda wav: self.backend.encode(wav, levels), abandoned):
             for b, job in enumerate(batch):
                 out[job.clip][:, job.window.start : job.window.stop] = codes[:, b, job.window.core]
         return out
@@ -202,11 +212,13 @@ class Tokenizer:
                 raise ValueError(f"num_samples={num_samples} does not fit {frames} frames "
                                  f"(expected {(frames - 1) * self.hop_length + 1}..{frames * self.hop_length})")
 
-    def decode_many(self, items: Sequence[tuple[np.ndarray, Optional[int]]]) -> list[np.ndarray]:
+    def decode_many(self, items: Sequence[tuple[np.ndarray, Optional[int]]],
+                    abandoned: Optional[Callable[[int], bool]] = None) -> list[np.ndarray]:
         """(codes [n_q, F], num_samples or None) pairs -> float32 audio at the model's rate.
 
         Each clip is exactly `num_samples` long (F * hop when None). Clips with different
-        n_q are decoded in separate batches, like different lengths.
+        n_q are decoded in separate batches, like different lengths. `abandoned`: as for
+        `encode_arrays`.
         """
         hop = self.hop_length
         jobs, lengths = [], []
@@ -218,7 +230,7 @@ class Tokenizer:
                 jobs.append(_Job(index, window, codes_t[:, window.outer_start : window.outer_stop]))
         out = [np.zeros(-(-n // hop) * hop, dtype=np.float32) for n in lengths]
         # codes [n_q, B, F] -> audio [B, F * hop]
-        for batch, audio in self._map(jobs, 1, self.backend.decode):
+        for batch, audio in self._map(jobs, 1, self.backend.decode, abandoned):
             for b, job in enumerate(batch):
                 w = job.window
                 out[job.clip][w.start * hop : w.stop * hop] = audio[b, w.core.start * hop : w.core.stop * hop]

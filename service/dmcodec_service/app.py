@@ -14,6 +14,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from dmcodec import __version__
+from dmcodec.audio import AudioLimits
 from dmcodec.runtime import configure_determinism
 
 from .batcher import Batcher
@@ -33,8 +34,23 @@ class ServiceState:
     settings: ServiceSettings
     engine: Engine
     batcher: Batcher
+    metrics: Metrics
+    decode_slots: asyncio.Semaphore  # uploads decoding at once
+    audio_limits: AudioLimits
     ready: bool = False
     draining: bool = False
+    _drain: Optional[asyncio.Task] = None
+
+    async def drain(self) -> None:
+        """Readiness off and new work refused at once; queued and running work gets up to
+        drain_timeout_s to finish, whatever is left then fails with 503. Safe to call twice
+        (on SIGTERM, then at the end of the lifespan): the second call waits for the first."""
+        if self._drain is None:
+            self.ready, self.draining = False, True
+            self.metrics.ready.set(0)
+            log.info("draining: %d queued", self.batcher.depth())
+            self._drain = asyncio.ensure_future(self.batcher.drain(self.settings.drain_timeout_s))
+        await asyncio.shield(self._drain)
 
 
 def create_app(settings: Optional[ServiceSettings] = None, engine: Optional[Engine] = None) -> FastAPI:
@@ -52,7 +68,9 @@ def create_app(settings: Optional[ServiceSettings] = None, engine: Optional[Engi
                           max_wait_s=settings.max_wait_ms / 1000, max_queue_size=settings.max_queue_size,
                           max_concurrent_batches=settings.max_concurrent_batches, metrics=metrics)
         await batcher.start()
-        state = ServiceState(settings, loaded, batcher)
+        limits = AudioLimits(settings.max_audio_seconds, settings.max_channels, settings.max_sample_rate)
+        state = ServiceState(settings, loaded, batcher, metrics, asyncio.Semaphore(settings.max_concurrent_decodes),
+                             limits)
         app.state.service = state
         info = loaded.model_info()
         metrics.model_info.labels(name=info["name"], sha256=info["sha256"], device=info["device"],
@@ -66,10 +84,7 @@ def create_app(settings: Optional[ServiceSettings] = None, engine: Optional[Engi
         try:
             yield
         finally:
-            state.ready, state.draining = False, True
-            metrics.ready.set(0)
-            log.info("draining: %d queued", batcher.depth())
-            await batcher.drain(settings.drain_timeout_s)
+            await state.drain()
             loaded.close()
             log.info("stopped")
 
@@ -86,6 +101,8 @@ def create_app(settings: Optional[ServiceSettings] = None, engine: Optional[Engi
     async def playground() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
-    app.add_middleware(LimitBody, max_bytes=int(settings.max_upload_mb * 1024 * 1024))
+    tokens_bytes = int(settings.max_tokens_mb * 1024 * 1024)
+    app.add_middleware(LimitBody, default_bytes=int(settings.max_upload_mb * 1024 * 1024),
+                       per_path={"/v1/decode": tokens_bytes, "/decode": tokens_bytes})
     app.add_middleware(ObserveRequests, metrics=metrics)
     return app

@@ -23,7 +23,10 @@ from .metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-Process = Callable[[str, Hashable, Sequence[Any]], Sequence[Any]]
+# process(op, key, payloads, abandoned) -> one result or exception per payload; abandoned[i]()
+# turns true once request i's result is no longer wanted (client gone, deadline passed), so the
+# model can stop its work between windows.
+Process = Callable[[str, Hashable, Sequence[Any], Sequence[Callable[[], bool]]], Sequence[Any]]
 
 
 class QueueFull(Exception):
@@ -38,6 +41,19 @@ class DeadlineExceeded(Exception):
     """The request's deadline passed before the model got to it."""
 
 
+class Ticket:
+    """A place in the queue, reserved before a request's expensive work (reading and decoding
+    its body) and given back once the model starts on it, or when the request fails first."""
+
+    def __init__(self, batcher: Batcher):
+        self._batcher: Batcher | None = batcher
+
+    def release(self) -> None:
+        if self._batcher is not None:
+            self._batcher._pending -= 1
+            self._batcher = None
+
+
 @dataclass(eq=False)  # hashed by identity: jobs are tracked in sets
 class Job:
     op: str
@@ -46,7 +62,13 @@ class Job:
     audio_seconds: float
     deadline: float  # time.monotonic()
     future: asyncio.Future = field(repr=False)
+    ticket: Ticket = field(repr=False)
     enqueued: float = field(default_factory=time.monotonic)
+
+    def abandoned(self) -> bool:
+        """Nobody waits for the result any more. Read from the model's threads: a done() check
+        is a plain attribute read, and a stale answer only costs one more window."""
+        return self.future.done() or time.monotonic() > self.deadline
 
 
 class Batcher:
@@ -65,7 +87,9 @@ class Batcher:
         self.max_batch_audio_seconds = max_batch_audio_seconds
         self.max_wait_s = max_wait_s
         self.metrics = metrics
-        self.queue: asyncio.Queue = asyncio.Queue(maxsize=max_queue_size)
+        self.max_queue_size = max_queue_size
+        self.queue: asyncio.Queue = asyncio.Queue()  # bounded by admission (tickets), not here
+        self._pending = 0  # tickets out: requests admitted that the model has not started on
         self.accepting = False
         self._carry: Job | None = None  # taken from the queue but over the last batch's budget
         self._running: set[Job] = set()
@@ -77,24 +101,36 @@ class Batcher:
         metrics.queue_capacity.set(max_queue_size)
 
     def depth(self) -> int:
-        return self.queue.qsize() + (self._carry is not None)
+        """Requests admitted and waiting: being read or decoded, queued, or waiting for a batch."""
+        return self._pending
+
+    def reserve(self) -> Ticket:
+        """A place in the queue, before any expensive work. Raises QueueFull or Draining."""
+        if not self.accepting:
+            self.metrics.rejected.labels(reason="draining").inc()
+            raise Draining()
+        if self._pending >= self.max_queue_size:
+            self.metrics.rejected.labels(reason="queue_full").inc()
+            raise QueueFull()
+        self._pending += 1
+        return Ticket(self)
 
     async def start(self) -> None:
         self.accepting = True
         self._task = asyncio.create_task(self._loop(), name="dmcodec-batcher")
 
     def submit(self, op: str, payload: Any, *, audio_seconds: float, deadline: float,
-               key: Hashable = None) -> asyncio.Future:
-        """Queue one request; its future resolves to the result. Raises QueueFull or Draining."""
+               key: Hashable = None, ticket: Ticket | None = None) -> asyncio.Future:
+        """Queue one request (on its reserved `ticket`, or on a new one); its future resolves to
+        the result. Raises QueueFull or Draining."""
         if not self.accepting:
+            if ticket:
+                ticket.release()
             self.metrics.rejected.labels(reason="draining").inc()
             raise Draining()
-        job = Job(op, key, payload, audio_seconds, deadline, asyncio.get_running_loop().create_future())
-        try:
-            self.queue.put_nowait(job)
-        except asyncio.QueueFull:
-            self.metrics.rejected.labels(reason="queue_full").inc()
-            raise QueueFull() from None
+        ticket = ticket or self.reserve()
+        job = Job(op, key, payload, audio_seconds, deadline, asyncio.get_running_loop().create_future(), ticket)
+        self.queue.put_nowait(job)
         return job.future
 
     async def drain(self, timeout: float) -> None:
@@ -115,6 +151,7 @@ class Batcher:
         while not self.queue.empty():
             leftovers.append(self.queue.get_nowait())
         for job in leftovers:
+            job.ticket.release()
             if not job.future.done():
                 job.future.set_exception(Draining())
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -149,6 +186,8 @@ class Batcher:
         """Drop requests whose client left or whose deadline passed."""
         now, live = time.monotonic(), []
         for job in batch:
+            if job.future.done() or now > job.deadline:
+                job.ticket.release()
             if job.future.done():  # cancelled by a disconnect or a timed-out handler
                 self.metrics.rejected.labels(reason="cancelled").inc()
             elif now > job.deadline:
@@ -187,12 +226,14 @@ class Batcher:
             return
         start = time.monotonic()
         for job in jobs:
+            job.ticket.release()
             self.metrics.queue_duration.labels(op=op).observe(start - job.enqueued)
         audio = sum(job.audio_seconds for job in jobs)
         self.metrics.batch_requests.labels(op=op).observe(len(jobs))
         self.metrics.batch_audio.labels(op=op).observe(audio)
         try:
-            results = await loop.run_in_executor(self._executor, self.process, op, key, [j.payload for j in jobs])
+            results = await loop.run_in_executor(self._executor, self.process, op, key, [j.payload for j in jobs],
+                                                 [j.abandoned for j in jobs])
         except Exception as err:  # process() isolates items itself; this is a last resort
             log.exception("batch of %d %s requests failed", len(jobs), op)
             results = [err] * len(jobs)
@@ -200,7 +241,10 @@ class Batcher:
         for job, result in zip(jobs, results):
             if job.future.done():
                 continue
-            if isinstance(result, BaseException):
+            if job.abandoned():  # its deadline passed while it computed: windows may be missing
+                self.metrics.rejected.labels(reason="deadline").inc()
+                job.future.set_exception(DeadlineExceeded())
+            elif isinstance(result, BaseException):
                 job.future.set_exception(result)
             else:
                 self.metrics.audio_seconds.labels(op=op).inc(job.audio_seconds)

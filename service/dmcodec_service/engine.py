@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Hashable, Sequence
+from typing import Any, Callable, Hashable, Sequence
 
 import numpy as np
 
@@ -48,17 +48,20 @@ class Engine:
         codes = self.tokenizer.encode_arrays([clip])[0]
         self.tokenizer.decode(codes, clip.size)
 
-    def process(self, op: str, key: Hashable, payloads: Sequence[Any]) -> list[Any]:
-        """Run one group; results are per-item values or exceptions (one bad request fails alone)."""
+    def process(self, op: str, key: Hashable, payloads: Sequence[Any],
+                abandoned: Sequence[Callable[[], bool]]) -> list[Any]:
+        """Run one group; results are per-item values or exceptions (one bad request fails alone).
+        Requests abandoned meanwhile stop between windows."""
         run = self._encode if op == "encode" else self._decode
-        return run_isolated(lambda items: run(key, items), payloads)
+        return run_isolated(lambda items: run(key, items), list(zip(payloads, abandoned)))
 
     def close(self) -> None:
         self.tokenizer.close()
 
-    def _encode(self, n_q: Hashable, clips: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def _encode(self, n_q: Hashable, items: Sequence[tuple[np.ndarray, Callable[[], bool]]]) -> list[np.ndarray]:
         assert isinstance(n_q, int)  # the encode route keys jobs by their number of levels
-        return self.tokenizer.encode_arrays(clips, n_q)
+        return self.tokenizer.encode_arrays([clip for clip, _ in items], n_q, lambda i: items[i][1]())
 
-    def _decode(self, key: Hashable, items: Sequence[DecodeItem]) -> list[np.ndarray]:
-        return self.tokenizer.decode_many([(item.codes, item.num_samples) for item in items])
+    def _decode(self, key: Hashable, items: Sequence[tuple[DecodeItem, Callable[[], bool]]]) -> list[np.ndarray]:
+        return self.tokenizer.decode_many([(item.codes, item.num_samples) for item, _ in items],
+                                          lambda i: items[i][1]())

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("dmcodec_service")
 
 
 class APIError(Exception):
@@ -26,24 +29,37 @@ def describe(errors: Sequence[Any], limit: int | None = None) -> str:
     return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:limit])
 
 
-def error_body(code: str, message: str) -> dict:
-    return {"error": {"code": code, "message": message}}
+def error_body(code: str, message: str, request_id: str | None = None) -> dict:
+    error = {"code": code, "message": message}
+    if request_id:
+        error["request_id"] = request_id
+    return {"error": error}
+
+
+def _request_id(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
 
 
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(request: Request, err: APIError) -> JSONResponse:
-        return JSONResponse(error_body(err.code, err.message), status_code=err.status, headers=err.headers)
+        return JSONResponse(error_body(err.code, err.message, _request_id(request)), status_code=err.status,
+                            headers=err.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, err: RequestValidationError) -> JSONResponse:
-        return JSONResponse(error_body("invalid_request", describe(err.errors())), status_code=422)
+        return JSONResponse(error_body("invalid_request", describe(err.errors()), _request_id(request)),
+                            status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, err: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(error_body("http_error", str(err.detail)), status_code=err.status_code,
-                            headers=getattr(err, "headers", None))
+        return JSONResponse(error_body("http_error", str(err.detail), _request_id(request)),
+                            status_code=err.status_code, headers=getattr(err, "headers", None))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, err: Exception) -> JSONResponse:
-        return JSONResponse(error_body("internal_error", f"{type(err).__name__}: {err}"), status_code=500)
+        # The detail goes to the log, under the request id the client was given; never to the client.
+        log.error("unhandled error in %s %s", request.method, request.url.path, exc_info=err)
+        rid = _request_id(request)
+        return JSONResponse(error_body("internal_error", "internal error; report the request id", rid),
+                            status_code=500, headers={"X-Request-ID": rid} if rid else None)

@@ -3,31 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import time
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from dmcodec.audio import AudioError, load_audio, wav_bytes
-from dmcodec.audio import info as audio_info
+from dmcodec.audio import wav_bytes
 from dmcodec.tokens import codes_to_uint16
 
-from .batcher import DeadlineExceeded, Draining, QueueFull
-from .engine import DecodeItem
-from .errors import APIError, describe
+from .batcher import DeadlineExceeded, Draining, QueueFull, Ticket
+from .errors import APIError
+from .inputs import NPY_TYPES, content_type, decode_upload, parse_tokens, read_upload
 from .schemas import DecodeRequest, EncodeResponse, ErrorResponse, Health, InfoResponse
 from .security import require_api_key
 
-NPY_TYPES = ("application/octet-stream", "application/x-npy")
 ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorResponse, "description": text} for status, text in {
     400: "Corrupt or empty audio.", 401: "Missing or wrong API key.", 409: "Tokens from another model.",
     413: "Upload or audio duration over the limits.", 415: "Unsupported media type.",
-    422: "Invalid parameters or tokens.", 503: "Queue full or shutting down (see Retry-After).",
+    422: "Invalid parameters or tokens, or audio beyond the channel or sample-rate limits.",
+    503: "Queue full or shutting down (see Retry-After).",
     504: "The request waited past its deadline."}.items()}
 
 router = APIRouter()
@@ -58,15 +57,31 @@ async def _wait(request: Request, future: asyncio.Future, deadline: float) -> An
     raise DeadlineExceeded()
 
 
-async def _run(request: Request, op: str, payload: Any, audio_seconds: float, key: Any = None) -> Any:
+@contextlib.contextmanager
+def _admitted(request: Request) -> Iterator[Ticket]:
+    """A place in the queue before the body is read: overload and shutdown are refused cheaply."""
+    service = _state(request)
+    retry = {"Retry-After": str(service.settings.retry_after_s)}
+    try:
+        ticket = service.batcher.reserve()
+    except QueueFull:
+        raise APIError(503, "overloaded", "the request queue is full; retry later", retry) from None
+    except Draining:
+        raise APIError(503, "draining", "the service is shutting down; retry on another replica", retry) from None
+    try:
+        yield ticket
+    finally:
+        ticket.release()
+
+
+async def _run(request: Request, op: str, payload: Any, audio_seconds: float, key: Any, ticket: Ticket) -> Any:
     service = _state(request)
     deadline = request.state.arrived + service.settings.request_timeout_s
     retry = {"Retry-After": str(service.settings.retry_after_s)}
     try:
-        future = service.batcher.submit(op, payload, audio_seconds=audio_seconds, deadline=deadline, key=key)
+        future = service.batcher.submit(op, payload, audio_seconds=audio_seconds, deadline=deadline, key=key,
+                                        ticket=ticket)
         return await _wait(request, future, deadline)
-    except QueueFull:
-        raise APIError(503, "overloaded", "the request queue is full; retry later", retry) from None
     except Draining:
         raise APIError(503, "draining", "the service is shutting down; retry on another replica", retry) from None
     except DeadlineExceeded:
@@ -81,35 +96,6 @@ def _want_npy(request: Request, fmt: Optional[str]) -> bool:
         return fmt == "npy"
     accept = request.headers.get("accept", "")
     return any(t in accept for t in NPY_TYPES) and "application/json" not in accept
-
-
-async def _upload(request: Request) -> tuple[bytes, dict[str, str]]:
-    """The audio bytes and form fields of a multipart or raw audio/* request."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type == "multipart/form-data":
-        form = await request.form()
-        upload = form.get("file") or form.get("audio")
-        if upload is None or isinstance(upload, str):
-            raise APIError(400, "missing_file", "multipart upload needs a file field named 'file'")
-        data = await upload.read()
-        return data, {k: v for k, v in form.items() if isinstance(v, str)}
-    if content_type.startswith("audio/"):
-        return await request.body(), {}
-    raise APIError(415, "unsupported_media_type",
-                   "send multipart/form-data with a 'file' field, or a raw audio/* body "
-                   f"(got {content_type or 'none'})")
-
-
-def _decode_audio(data: bytes, sample_rate: int, max_seconds: float) -> np.ndarray:
-    if not data:
-        raise AudioError("the upload is empty (0 bytes)")
-    duration, _ = audio_info(data)  # the header: refuse long audio before decoding it
-    if duration > max_seconds:
-        raise OverflowError(f"audio is {duration:.1f} s; the limit is {max_seconds:g} s")
-    samples, _ = load_audio(data, sample_rate)
-    if samples.size / sample_rate > max_seconds:
-        raise OverflowError(f"audio is {samples.size / sample_rate:.1f} s; the limit is {max_seconds:g} s")
-    return samples
 
 
 @router.post("/v1/encode", response_model=EncodeResponse, responses={
@@ -127,23 +113,20 @@ async def encode(request: Request,
                  n_q: Optional[int] = Query(None, description="Levels to return (1..8; default all)."),
                  format: Optional[str] = Query(None, pattern="^(json|npy)$", description="json or npy.")):
     service = _state(request)
-    data, fields = await _upload(request)
-    requested = n_q if n_q is not None else fields.get("n_q")
-    levels = service.engine.config.n_q
-    try:
-        n_q = levels if requested in (None, "") else int(requested)
-    except ValueError:
-        raise APIError(422, "invalid_n_q", f"n_q must be an integer in 1..{levels}") from None
-    if not 1 <= n_q <= levels:
-        raise APIError(422, "invalid_n_q", f"n_q must be in 1..{levels}, got {n_q}")
-    rate = service.engine.config.sample_rate
-    try:
-        samples = await run_in_threadpool(_decode_audio, data, rate, service.settings.max_audio_seconds)
-    except AudioError as err:
-        raise APIError(400, "invalid_audio", str(err)) from None
-    except OverflowError as err:
-        raise APIError(413, "audio_too_long", str(err)) from None
-    codes = await _run(request, "encode", samples, samples.size / rate, key=n_q)
+    with _admitted(request) as ticket:
+        source, fields = await read_upload(request)
+        requested = n_q if n_q is not None else fields.get("n_q")
+        levels = service.engine.config.n_q
+        try:
+            n_q = levels if requested in (None, "") else int(requested)
+        except ValueError:
+            raise APIError(422, "invalid_n_q", f"n_q must be an integer in 1..{levels}") from None
+        if not 1 <= n_q <= levels:
+            raise APIError(422, "invalid_n_q", f"n_q must be in 1..{levels}, got {n_q}")
+        rate = service.engine.config.sample_rate
+        async with service.decode_slots:
+            samples = await run_in_threadpool(decode_upload, source, rate, service.audio_limits)
+        codes = await _run(request, "encode", samples, samples.size / rate, n_q, ticket)
     encoded = service.engine.tokenizer.wrap(codes, samples.size)
     if _want_npy(request, format):
         buffer = io.BytesIO()
@@ -151,32 +134,6 @@ async def encode(request: Request,
         return Response(buffer.getvalue(), media_type="application/octet-stream",
                         headers=encoded.metadata.headers())
     return JSONResponse(encoded.to_json())
-
-
-def _parse_tokens(body: bytes, content_type: str, num_samples: Optional[int], served_sha: str) -> DecodeItem:
-    if content_type in NPY_TYPES:
-        try:
-            codes = np.load(io.BytesIO(body), allow_pickle=False)
-        except (ValueError, OSError, EOFError) as err:
-            raise APIError(422, "invalid_tokens", f"not a .npy array: {err}") from None
-        if codes.dtype.kind not in "iu":
-            raise APIError(422, "invalid_tokens", f"codes must be integers, got {codes.dtype}")
-        return DecodeItem(codes.astype(np.int64), num_samples)
-    if content_type != "application/json":
-        raise APIError(415, "unsupported_media_type",
-                       f"send application/json (the encode response) or application/octet-stream (.npy); "
-                       f"got {content_type or 'none'}")
-    try:
-        request = DecodeRequest.model_validate_json(body)
-    except ValidationError as err:
-        raise APIError(422, "invalid_tokens", describe(err.errors(), limit=5)) from None
-    sha = (request.model or {}).get("sha256")
-    if sha and sha != served_sha:
-        raise APIError(409, "model_mismatch", f"tokens were made by model {sha[:12]}...; this service "
-                       f"serves {served_sha[:12]}...")
-    if len({len(level) for level in request.codes}) > 1:
-        raise APIError(422, "invalid_tokens", "codes must be a rectangular [n_q][frames] array")
-    return DecodeItem(np.asarray(request.codes, dtype=np.int64), num_samples or request.num_samples)
 
 
 @router.post("/v1/decode", response_class=Response, responses={
@@ -190,23 +147,25 @@ def _parse_tokens(body: bytes, content_type: str, num_samples: Optional[int], se
 async def decode(request: Request,
                  num_samples: Optional[int] = Query(None, ge=1, description="Output length (for .npy bodies).")):
     service = _state(request)
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     header = request.headers.get("x-dmcodec-num-samples")
     if num_samples is None and header:
         if not header.isdigit() or int(header) < 1:
             raise APIError(422, "invalid_num_samples", "X-DMCodec-Num-Samples must be a positive integer")
         num_samples = int(header)
-    item = _parse_tokens(await request.body(), content_type, num_samples, service.engine.codec.sha256)
     tokenizer = service.engine.tokenizer
-    try:
-        tokenizer.check_codes(item.codes, item.num_samples)
-    except ValueError as err:
-        raise APIError(422, "invalid_tokens", str(err)) from None
-    seconds = item.codes.shape[1] / tokenizer.model.config.frame_rate
-    if seconds > service.settings.max_audio_seconds:
-        raise APIError(413, "audio_too_long", f"{item.codes.shape[1]} frames is {seconds:.1f} s; "
-                       f"the limit is {service.settings.max_audio_seconds:g} s")
-    audio = await _run(request, "decode", item, seconds, key=item.codes.shape[0])
+    with _admitted(request) as ticket:
+        body = await request.body()
+        item = await run_in_threadpool(parse_tokens, body, content_type(request), num_samples,
+                                       service.engine.codec.sha256, tokenizer.model.config.n_q)
+        try:
+            tokenizer.check_codes(item.codes, item.num_samples)
+        except ValueError as err:
+            raise APIError(422, "invalid_tokens", str(err)) from None
+        seconds = item.codes.shape[1] / tokenizer.model.config.frame_rate
+        if seconds > service.settings.max_audio_seconds:
+            raise APIError(413, "audio_too_long", f"{item.codes.shape[1]} frames is {seconds:.1f} s; "
+                           f"the limit is {service.settings.max_audio_seconds:g} s")
+        audio = await _run(request, "decode", item, seconds, item.codes.shape[0], ticket)
     body = await run_in_threadpool(wav_bytes, audio, tokenizer.sample_rate)
     return Response(body, media_type="audio/wav", headers={"X-DMCodec-Num-Samples": str(audio.size)})
 
@@ -230,8 +189,10 @@ async def info(request: Request) -> dict[str, Any]:
         "metadata": engine.codec.metadata, "sample_rate": config.sample_rate, "frame_rate": config.frame_rate,
         "hop_length": config.hop_length, "n_q": config.n_q, "codebook_size": config.codebook_size,
         "bitrate_bps": config.bitrate(),
-        "limits": {"max_upload_mb": s.max_upload_mb, "max_audio_seconds": s.max_audio_seconds,
-                   "max_queue_size": s.max_queue_size, "request_timeout_s": s.request_timeout_s},
+        "limits": {"max_upload_mb": s.max_upload_mb, "max_tokens_mb": s.max_tokens_mb,
+                   "max_audio_seconds": s.max_audio_seconds, "max_channels": s.max_channels,
+                   "max_sample_rate": s.max_sample_rate, "max_queue_size": s.max_queue_size,
+                   "request_timeout_s": s.request_timeout_s},
         "batching": {"max_batch_size": s.max_batch_size, "max_batch_audio_seconds": s.max_batch_audio_seconds,
                      "max_wait_ms": s.max_wait_ms},
         "windowing": engine.tokenizer.windowing_info(),

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
+
+# Range-checked while parsing: an integer beyond int64 would otherwise fail later, in numpy.
+Code = Annotated[int, Field(ge=0, lt=2**31)]
 
 
 class ModelRef(BaseModel):
@@ -43,7 +46,7 @@ class DecodeRequest(BaseModel):
     """An encode response, or just its codes. Other fields of the encode response are accepted."""
 
     model_config = ConfigDict(extra="ignore")
-    codes: list[list[int]] = Field(description="[n_q][frames] token ids; 1..8 levels, coarse first.")
+    codes: list[list[Code]] = Field(description="[n_q][frames] token ids; 1..8 levels, coarse first.")
     num_samples: Optional[int] = Field(None, ge=1, description="Output length in samples; default frames * 320.")
     model: Optional[dict[str, Any]] = Field(None, description="If given, its sha256 must be the served model's.")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from pathlib import Path
@@ -63,14 +64,22 @@ class ServiceSettings(BaseSettings):
     request_timeout_s: float = Field(60.0, gt=0, description="Deadline from arrival; past it, 504.")
     retry_after_s: int = Field(1, ge=1, description="Retry-After sent with 503.")
 
-    max_upload_mb: float = Field(50.0, gt=0, description="Largest request body (413 beyond).")
+    max_upload_mb: float = Field(50.0, gt=0, description="Largest encode body (413 beyond).")
+    max_tokens_mb: float = Field(4.0, gt=0, description="Largest decode body (413 beyond); 600 s of 8-level "
+                                 "tokens is about 2 MB of JSON.")
     max_audio_seconds: float = Field(600.0, gt=0, description="Longest audio per request (413 beyond).")
+    max_channels: int = Field(8, ge=1, description="Most channels an upload may have (422 beyond).")
+    max_sample_rate: int = Field(192000, ge=8000, description="Highest sample rate of an upload (422 beyond).")
+    max_concurrent_decodes: int = Field(2, ge=1, description="Uploads decoded at once; the others wait their "
+                                        "turn (each holds its audio at 16 kHz mono while it waits).")
     window_frames: int = Field(1000, ge=10, description="Longest piece encoded at once (frames, 50/s).")
     context_frames: int = Field(50, ge=0, description="Context around each window of long audio (frames).")
 
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list,
                                                      description="Accepted keys (Bearer or X-API-Key); "
                                 "empty disables authentication. JSON list or comma-separated.")
+    allow_unauthenticated: bool = Field(False, description="Serve on a non-loopback address without API keys. "
+                                        "Off: such a configuration refuses to start.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     drain_timeout_s: float = Field(30.0, ge=0, description="On SIGTERM, time to finish queued work.")
 
@@ -97,6 +106,14 @@ class ServiceSettings(BaseSettings):
         if self.context_frames * 2 >= self.window_frames:
             raise ValueError("window_frames must exceed 2 * context_frames")
         return self
+
+    def exposed_without_keys(self) -> bool:
+        """Bound beyond loopback with no API keys: anyone who reaches the port may use it."""
+        try:
+            loopback = ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            loopback = self.host == "localhost"
+        return not loopback and not self.api_keys
 
     def resolved_device(self) -> str:
         import torch

@@ -25,6 +25,8 @@ def test_flags_override_the_environment_which_overrides_the_config_file(tmp_path
     ([], {"DMCODEC_MAX_BATCH_SIZE": "0"}, "max_batch_size (--max-batch-size, DMCODEC_MAX_BATCH_SIZE)"),
     ([], {"DMCODEC_CONFIG_FILE": "/nonexistent/service.env"}, "no such file"),
     (["--device", "tpu"], {}, "device must be auto, cpu, cuda or cuda:N"),
+    (["--host", "0.0.0.0"], {}, "refusing to serve on 0.0.0.0 without API keys"),
+    (["--host", "10.1.2.3", "--api-keys", ""], {}, "refusing to serve on 10.1.2.3 without API keys"),
 ])
 def test_a_wrong_value_is_one_line_and_exit_code_2(argv, environment, message, monkeypatch, capsys):
     for name, value in environment.items():
@@ -32,6 +34,14 @@ def test_a_wrong_value_is_one_line_and_exit_code_2(argv, environment, message, m
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and err.startswith("dmcodec-serve: error: ")
+
+
+def test_authentication_is_off_only_on_loopback_or_when_allowed_knowingly():
+    assert not parse_settings(["--host", "127.0.0.1"]).exposed_without_keys()
+    assert not parse_settings(["--host", "::1"]).exposed_without_keys()
+    assert not parse_settings(["--host", "0.0.0.0", "--api-keys", "k"]).exposed_without_keys()
+    allowed = parse_settings(["--host", "0.0.0.0", "--allow-unauthenticated", "true"])
+    assert allowed.exposed_without_keys() and allowed.allow_unauthenticated
 
 
 def test_help_prints_every_setting_and_exits(capsys):

@@ -21,7 +21,7 @@ class Recorder:
         self.release = threading.Event()
         self.release.set()
 
-    def __call__(self, op, key, payloads):
+    def __call__(self, op, key, payloads, abandoned):
         self.release.wait(10)
         time.sleep(self.delay)
         self.calls.append((op, key, list(payloads)))
@@ -158,12 +158,12 @@ def test_concurrent_batches_overlap_and_all_finish():
             self.active = self.peak = 0
             self.lock = threading.Lock()
 
-        def __call__(self, op, key, payloads):
+        def __call__(self, op, key, payloads, abandoned):
             with self.lock:
                 self.active += 1
                 self.peak = max(self.peak, self.active)
             try:
-                return super().__call__(op, key, payloads)
+                return super().__call__(op, key, payloads, abandoned)
             finally:
                 with self.lock:
                     self.active -= 1
@@ -178,3 +178,43 @@ def test_concurrent_batches_overlap_and_all_finish():
 
     model, results = run(scenario())
     assert results == [f"encode:{i}" for i in range(8)] and model.peak == 2
+
+
+def test_admission_reserves_places_before_any_work_and_frees_them_when_the_model_starts():
+    async def scenario():
+        model = Recorder()
+        model.release.clear()  # the model blocks until released
+        batcher = make(model, max_queue_size=2, max_batch_size=1, max_wait_s=0)
+        await batcher.start()
+        first, second = batcher.reserve(), batcher.reserve()
+        with pytest.raises(QueueFull):
+            batcher.reserve()  # refused while the two admitted requests are still being read
+        second.release()
+        second.release()  # releasing twice gives back one place only
+        assert batcher.depth() == 1
+        running = batcher.submit("encode", "a", audio_seconds=1, deadline=far(), ticket=first)
+        await asyncio.sleep(0.1)  # the batch has started: its place is free again
+        assert batcher.depth() == 0
+        third = batcher.reserve()
+        model.release.set()
+        result = await running
+        batcher.accepting = False
+        with pytest.raises(Draining):
+            batcher.submit("encode", "b", audio_seconds=1, deadline=far(), ticket=third)
+        assert batcher.depth() == 0  # a refused submission gives its place back
+        await batcher.drain(1)
+        return result
+
+    assert run(scenario()) == "encode:a"
+
+
+def test_a_request_whose_deadline_passes_while_it_computes_gets_no_result():
+    async def scenario():
+        batcher = make(Recorder(delay=0.3), max_batch_size=1, max_wait_s=0)
+        await batcher.start()
+        late = batcher.submit("encode", "a", audio_seconds=1, deadline=time.monotonic() + 0.1)
+        with pytest.raises(DeadlineExceeded):
+            await late
+        await batcher.drain(1)
+
+    run(scenario())

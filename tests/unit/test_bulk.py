@@ -3,29 +3,38 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
+import os
+import re
 
+import httpx
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from helpers import check_bulk_output, expected_bulk_codes
 
 from dmcodec import Tokenizer
-from dmcodec.bulk import LocalEngine, ShardStore, read_items, run
+from dmcodec.bulk import Item, JobLocked, LocalEngine, ServerEngine, ShardStore, read_items, run
+from dmcodec.bulk.store import webdataset_key
+from dmcodec.client import AsyncDMCodecClient
+from dmcodec.tokens import TokenMetadata
 
 
 def test_local_engine_writes_shards_and_records_failures(tiny_checkpoint, bulk_corpus, tmp_path):
     out = tmp_path / "local"
-    store = ShardStore(out, webdataset=True)
-    summary = run(read_items(bulk_corpus), store, LocalEngine(Tokenizer.from_pretrained(tiny_checkpoint)),
-                  shard_size=4, progress=False)
+    with ShardStore(out, webdataset=True) as store:
+        summary = run(read_items(bulk_corpus), store, LocalEngine(Tokenizer.from_pretrained(tiny_checkpoint)),
+                      shard_size=4, progress=False)
     check_bulk_output(out, expected_bulk_codes(tiny_checkpoint, bulk_corpus))
     assert len(list(out.glob("shard-*.parquet"))) == 3 and len(list(out.glob("shard-*.tar"))) == 3
     table = pq.read_table(sorted(out.glob("shard-*.parquet"))[0])
     assert set(table.column_names) >= {"id", "path", "codes", "n_q", "frames", "duration_s", "model_sha256"}
     assert summary["audio_hours_this_run"] > 0
     # Running again finds everything done and recomputes nothing.
-    again = run(read_items(bulk_corpus), ShardStore(out), LocalEngine(Tokenizer.from_pretrained(tiny_checkpoint)),
-                shard_size=4, progress=False)
+    with ShardStore(out) as store:
+        again = run(read_items(bulk_corpus), store, LocalEngine(Tokenizer.from_pretrained(tiny_checkpoint)),
+                    shard_size=4, progress=False)
     assert again["skipped_already_done"] == 11 and again["audio_hours_this_run"] == 0
 
 
@@ -47,3 +56,63 @@ def test_manifests_in_jsonl_csv_and_parquet(bulk_corpus, tmp_path):
     (tmp_path / "dup.jsonl").write_text(json.dumps(rows[0]) + "\n" + json.dumps(rows[0]) + "\n")
     with pytest.raises(ValueError, match="duplicate id"):
         read_items(tmp_path / "dup.jsonl")
+
+
+def test_a_second_job_on_the_same_folder_refuses_to_start(tmp_path):
+    first = ShardStore(tmp_path / "out")
+    with pytest.raises(JobLocked, match=f"pid {os.getpid()}"):
+        ShardStore(tmp_path / "out")
+    first.close()
+    with ShardStore(tmp_path / "out"):
+        pass
+
+
+def test_a_truncated_last_failure_line_is_dropped_and_the_job_resumes(tmp_path):
+    out = tmp_path / "out"
+    with ShardStore(out) as store:
+        store.record_failure("a", "a.wav", "not audio")
+        store.record_failure("b", "b.wav", "not audio")
+    failures = out / "failures.jsonl"
+    failures.write_bytes(failures.read_bytes()[:-7])  # killed in the middle of writing b's line
+    with ShardStore(out) as store:
+        assert set(store.failed) == {"a"}
+        store.record_failure("c", "c.wav", "not audio")
+    assert [json.loads(line)["id"] for line in failures.read_text().splitlines()] == ["a", "c"]
+
+
+def test_webdataset_keys_are_unique_even_when_ids_sanitise_alike():
+    ids = ["a/b.wav", "a__b.wav", "a/b_wav", "a.b/wav", "x" * 300, "x" * 301]
+    keys = [webdataset_key(i) for i in ids]
+    assert len(set(keys)) == len(ids) and not any("." in k or "/" in k for k in keys)
+
+
+def test_server_engine_retries_once_per_policy_and_leaves_transient_failures_for_the_next_run(tmp_path):
+    calls: dict[str, int] = {}
+    metadata = TokenMetadata(n_q=1, frames=2, codebook_size=1024, frame_rate=50.0, sample_rate=16000,
+                             num_samples=640, model_name="m", model_sha256="0" * 64, backend="torch", precision="fp32")
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        name = re.search(rb'filename="([^"]+)"', request.content).group(1).decode()
+        calls[name] = calls.get(name, 0) + 1
+        if name == "busy.wav" or (name == "flaky.wav" and calls[name] < 3):
+            return httpx.Response(503, headers={"retry-after": "0"}, json={"error": {"code": "overloaded",
+                                                                                      "message": "full"}})
+        if name == "bad.wav":
+            return httpx.Response(400, json={"error": {"code": "invalid_audio", "message": "not audio"}})
+        buffer = io.BytesIO()
+        np.save(buffer, np.array([[1, 2]], dtype=np.uint16))
+        return httpx.Response(200, content=buffer.getvalue(), headers=metadata.headers())
+
+    items = []
+    for name in ("ok.wav", "flaky.wav", "busy.wav", "bad.wav"):
+        (tmp_path / name).write_bytes(b"RIFF")
+        items.append(Item(name, str(tmp_path / name), 0.1))
+    engine = ServerEngine("http://test", retries=3, backoff_s=0.0)
+    engine._client = AsyncDMCodecClient(max_retries=0, http=httpx.AsyncClient(
+        base_url="http://test", transport=httpx.MockTransport(answer)))
+    with ShardStore(tmp_path / "out") as store:
+        summary = run(items, store, engine, progress=False)
+    engine.close()
+    assert calls == {"ok.wav": 1, "flaky.wav": 3, "busy.wav": 4, "bad.wav": 1}  # no nested retries
+    assert summary["written"] == 2 and summary["failed"] == 1 and summary["retry_next_run"] == 1
+    assert set(store.failed) == {"bad.wav"}  # busy.wav is not recorded: the next run tries it again

@@ -101,6 +101,17 @@ def test_schema_validation_rejects_a_broken_manifest():
         kubernetes_validate.validate(doc, "1.33", strict=True)
 
 
+def test_compose_fails_closed_and_keeps_monitoring_on_this_host():
+    services = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]
+    assert services["dmcodec"]["environment"]["DMCODEC_API_KEYS"].startswith("${DMCODEC_API_KEYS:?")
+    for name in ("prometheus", "grafana"):
+        assert all(port.startswith("127.0.0.1:") for port in services[name]["ports"]), name
+    grafana = services["grafana"]["environment"]
+    assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "false" and grafana["GF_SECURITY_ADMIN_PASSWORD"].startswith("${")
+    drain = int(services["dmcodec"]["environment"]["DMCODEC_DRAIN_TIMEOUT_S"])
+    assert int(services["dmcodec"]["stop_grace_period"].rstrip("s")) > drain + 5
+
+
 def test_kubernetes_objects_fit_together():
     docs = {(d["kind"], d["metadata"]["name"]): d for _, d in k8s_documents()}
     service = docs[("Service", "dmcodec")]
@@ -119,7 +130,11 @@ def test_kubernetes_objects_fit_together():
         assert docs[("HorizontalPodAutoscaler", f"dmcodec-{variant}")]["spec"]["scaleTargetRef"]["name"] == \
             deployment["metadata"]["name"]
         drain = next(int(e["value"]) for e in container["env"] if e["name"] == "DMCODEC_DRAIN_TIMEOUT_S")
-        assert pod["spec"]["terminationGracePeriodSeconds"] > drain + 5
+        pre_stop = int(container["lifecycle"]["preStop"]["exec"]["command"][-1])
+        # preStop, then the drain, then uvicorn's 5 s to close connections, inside the grace period
+        assert pod["spec"]["terminationGracePeriodSeconds"] > pre_stop + drain + 5
+        keys = next(e for e in container["env"] if e["name"] == "DMCODEC_API_KEYS")
+        assert not keys["valueFrom"]["secretKeyRef"].get("optional", False)  # no Secret, no pod
     assert "nvidia.com/gpu" in docs[("Deployment", "dmcodec-gpu")]["spec"]["template"]["spec"]["containers"][0][
         "resources"]["limits"]
     pdb = docs[("PodDisruptionBudget", "dmcodec")]

@@ -5,7 +5,8 @@ Engines: `LocalEngine` (the model in this process), `ServerEngine` (a running se
 """
 
 from .manifest import Item, read_items
-from .runner import LocalEngine, ServerEngine, run
-from .store import ShardStore, read_codes
+from .runner import LocalEngine, ServerEngine, Transient, run
+from .store import JobLocked, ShardStore, read_codes
 
-__all__ = ["Item", "LocalEngine", "ServerEngine", "ShardStore", "read_codes", "read_items", "run"]
+__all__ = ["Item", "JobLocked", "LocalEngine", "ServerEngine", "ShardStore", "Transient", "read_codes", "read_items",
+           "run"]

@@ -6,9 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import soundfile as sf
-
-from ..audio import find_audio_files
+from ..audio import AudioError, find_audio_files, info
 from ..manifest import read_rows
 
 
@@ -21,9 +19,8 @@ class Item:
 
 def _duration(path: Path) -> Optional[float]:
     try:
-        info = sf.info(str(path))
-        return info.frames / info.samplerate if info.samplerate else None
-    except (sf.LibsndfileError, RuntimeError, OSError):
+        return info(path)[0]
+    except (AudioError, OSError):
         return None
 
 

@@ -48,32 +48,42 @@ class LocalEngine:
         return [results[index] for index in range(len(items))]
 
 
+class Transient(Exception):
+    """This item failed for now (overload, shutdown, a lost connection): not recorded as a failure,
+    so the next run tries it again."""
+
+
 class ServerEngine:
-    """A running service, `concurrency` requests at a time. 503 is retried after Retry-After
-    (by the client), 504 and connection failures with exponential back-off."""
+    """A running service, `concurrency` requests at a time. The one retry policy: 503 (after
+    its Retry-After), 504, 429 and connection failures are retried `retries` times with
+    exponential back-off; what still fails that way is Transient. The client itself does not
+    retry (max_retries=0), so retries never nest."""
 
     def __init__(self, url: str, api_key: Optional[str] = None, n_q: Optional[int] = None,
-                 concurrency: int = 8, retries: int = 5):
-        self.n_q, self.retries = n_q, retries
+                 concurrency: int = 8, retries: int = 5, backoff_s: float = 0.5):
+        self.n_q, self.retries, self.backoff_s = n_q, retries, backoff_s
         self.batch_size = concurrency * 4
         self._loop = asyncio.new_event_loop()
         self._limit = asyncio.Semaphore(concurrency)
-        self._client = AsyncDMCodecClient(url, api_key=api_key, max_connections=concurrency)
+        self._client = AsyncDMCodecClient(url, api_key=api_key, max_connections=concurrency, max_retries=0)
 
     async def _one(self, item: Item) -> Result:
         async with self._limit:
             for attempt in range(self.retries + 1):
+                wait = min(30.0, self.backoff_s * 2**attempt)
                 try:
                     answer = await self._client.encode(item.path, n_q=self.n_q, npy=True)
-                    break
+                    return row(item.id, item.path, np.asarray(answer["codes"]), TokenMetadata.from_flat(answer))
                 except ServiceError as err:
-                    if err.status not in (503, 504) or attempt == self.retries:
+                    if not err.transient:
                         return err
-                except (httpx.TransportError, OSError) as err:
-                    if attempt == self.retries:
-                        return err
-                await asyncio.sleep(min(30.0, 0.5 * 2**attempt))
-        return row(item.id, item.path, np.asarray(answer["codes"]), TokenMetadata.from_flat(answer))
+                    failure: Exception = err
+                    wait = max(wait, err.retry_after or 0.0)
+                except (httpx.TransportError, ConnectionError) as err:
+                    failure = err
+                if attempt < self.retries:
+                    await asyncio.sleep(wait)
+            return Transient(f"{type(failure).__name__}: {failure}")
 
     def encode(self, items: Sequence[Item]) -> list[Result]:
         async def all_items():
@@ -109,12 +119,15 @@ def run(items: Sequence[Item], store: ShardStore, engine: Engine, *, shard_size:
     skipped = len(items) - len(todo)
     rows: list[dict] = []
     audio_s = 0.0
+    retry_later = 0
     start = time.monotonic()
     with tqdm(total=len(todo), unit="file", disable=not progress, dynamic_ncols=True) as bar:
         for first in range(0, len(todo), engine.batch_size):
             chunk = todo[first : first + engine.batch_size]
             for item, result in zip(chunk, engine.encode(chunk)):
-                if isinstance(result, Exception):
+                if isinstance(result, Transient):
+                    retry_later += 1
+                elif isinstance(result, Exception):
                     store.record_failure(item.id, item.path, f"{type(result).__name__}: {result}")
                 else:
                     rows.append(result)
@@ -126,4 +139,5 @@ def run(items: Sequence[Item], store: ShardStore, engine: Engine, *, shard_size:
             bar.set_postfix(audio_h=f"{audio_s / 3600:.3f}", failed=len(store.failed))
         if rows:
             store.write_shard(rows)
-    return summarize(store, engine_name, len(items), skipped, audio_s, time.monotonic() - start)
+    return summarize(store, engine_name, len(items), skipped, audio_s, time.monotonic() - start,
+                     retry_next_run=retry_later)

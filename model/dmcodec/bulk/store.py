@@ -8,13 +8,16 @@ and skips them, so no item is written twice.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import io
 import json
 import os
+import re
 import tarfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Optional
 
 import numpy as np
 import pyarrow as pa
@@ -46,31 +49,78 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(temporary, path)
 
 
+class JobLocked(RuntimeError):
+    """Another job holds the output folder."""
+
+
+def webdataset_key(item_id: str) -> str:
+    """A tar member base name for an id: readable, free of the dots and slashes WebDataset splits
+    on, and unique (a hash of the id itself, since `a/b` and `a__b` read alike once sanitised)."""
+    readable = re.sub(r"[^A-Za-z0-9_-]+", "_", item_id)[-80:]
+    return f"{readable}-{hashlib.sha1(item_id.encode()).hexdigest()[:12]}"
+
+
 @dataclass
 class ShardStore:
-    """Args: root (the output folder); webdataset (also write a .tar per shard)."""
+    """Args: root (the output folder); webdataset (also write a .tar per shard).
+
+    Holds an exclusive lock on `root/.lock` until closed (or the process ends), so a second job
+    on the same folder refuses to start instead of writing beside this one."""
 
     root: Path
     webdataset: bool = False
     done: set[str] = field(default_factory=set)
     failed: dict[str, str] = field(default_factory=dict)
     _next_index: int = 0
+    _lock: Optional[IO[str]] = None
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = open(self.root / ".lock", "a+")  # noqa: SIM115 (held until close())
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.seek(0)
+            holder = self._lock.read().strip() or "another process"
+            self._lock.close()
+            raise JobLocked(f"{self.root}: another bulk job ({holder}) is writing here; wait for it to end") from None
+        self._lock.truncate(0)
+        self._lock.write(f"pid {os.getpid()}")
+        self._lock.flush()
         for leftover in self.root.glob(".*.tmp"):  # a shard being written when the job died
             leftover.unlink()
         shards = sorted(self.root.glob("shard-*.parquet"))
         for shard in shards:
             self.done.update(pq.read_table(shard, columns=["id"]).column("id").to_pylist())
         self._next_index = 1 + max((int(s.stem.split("-")[1]) for s in shards), default=-1)
-        failures = self.root / "failures.jsonl"
-        if failures.exists():
-            for line in failures.read_text().splitlines():
-                if line.strip():
-                    record = json.loads(line)
-                    self.failed[record["id"]] = record["reason"]
+        self._read_failures(self.root / "failures.jsonl")
+
+    def _read_failures(self, path: Path) -> None:
+        """A job killed mid-write leaves a last line without its newline: it is dropped (that
+        item is tried again), and the file is cut back to its last complete line."""
+        if not path.exists():
+            return
+        text = path.read_text()
+        complete, _, partial = text.rpartition("\n")
+        if partial:
+            with open(path, "r+") as f:
+                f.truncate(len(complete) + 1 if complete else 0)
+        for line in complete.splitlines():
+            if line.strip():
+                record = json.loads(line)
+                self.failed[record["id"]] = record["reason"]
+
+    def close(self) -> None:
+        if self._lock is not None:
+            self._lock.close()  # closing the file releases the lock
+            self._lock = None
+
+    def __enter__(self) -> ShardStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def write_shard(self, rows: list[dict]) -> Path:
         name = f"shard-{self._next_index:05d}"
@@ -89,7 +139,7 @@ class ShardStore:
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w") as tar:
             for r in rows:
-                key = r["id"].replace("/", "__").replace(".", "_")
+                key = webdataset_key(r["id"])
                 npy = io.BytesIO()
                 np.save(npy, np.asarray(r["codes"], dtype=np.uint16))
                 meta = {k: v for k, v in r.items() if k != "codes"}
