@@ -7,7 +7,7 @@ import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
@@ -20,10 +20,12 @@ from dmcodec.runtime import configure_determinism
 from .batcher import Batcher
 from .engine import Engine
 from .errors import install_handlers
+from .kserve import router as kserve_router
 from .metrics import Metrics
 from .middleware import LimitBody, ObserveRequests
 from .routes import router
 from .settings import ServiceSettings
+from .tracing import Tracing, provider_from_environment
 
 log = logging.getLogger("dmcodec_service")
 STATIC_DIR = Path(__file__).parent / "static"
@@ -53,10 +55,14 @@ class ServiceState:
         await asyncio.shield(self._drain)
 
 
-def create_app(settings: Optional[ServiceSettings] = None, engine: Optional[Engine] = None) -> FastAPI:
-    """Build the app. The model loads in the lifespan (or `engine` is used as given)."""
+def create_app(settings: Optional[ServiceSettings] = None, engine: Optional[Engine] = None,
+               tracer_provider: Optional[Any] = None) -> FastAPI:
+    """Build the app. The model loads in the lifespan (or `engine` is used as given).
+    `tracer_provider`: an OpenTelemetry TracerProvider (default: none, unless the environment
+    configures one: see tracing.py)."""
     settings = settings or ServiceSettings()
     metrics = Metrics()
+    tracing = Tracing(tracer_provider if tracer_provider is not None else provider_from_environment())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -66,7 +72,7 @@ def create_app(settings: Optional[ServiceSettings] = None, engine: Optional[Engi
         batcher = Batcher(loaded.process, max_batch_size=settings.max_batch_size,
                           max_batch_audio_seconds=settings.max_batch_audio_seconds,
                           max_wait_s=settings.max_wait_ms / 1000, max_queue_size=settings.max_queue_size,
-                          max_concurrent_batches=settings.max_concurrent_batches, metrics=metrics)
+                          max_concurrent_batches=settings.max_concurrent_batches, metrics=metrics, tracing=tracing)
         await batcher.start()
         limits = AudioLimits(settings.max_audio_seconds, settings.max_channels, settings.max_sample_rate)
         state = ServiceState(settings, loaded, batcher, metrics, asyncio.Semaphore(settings.max_concurrent_decodes),
@@ -94,6 +100,7 @@ def create_app(settings: Optional[ServiceSettings] = None, engine: Optional[Engi
     app.state.metrics = metrics
     install_handlers(app)
     app.include_router(router)
+    app.include_router(kserve_router)
     # The playground: static files shipped in the package, no build step, nothing from a CDN.
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
@@ -104,5 +111,5 @@ def create_app(settings: Optional[ServiceSettings] = None, engine: Optional[Engi
     tokens_bytes = int(settings.max_tokens_mb * 1024 * 1024)
     app.add_middleware(LimitBody, default_bytes=int(settings.max_upload_mb * 1024 * 1024),
                        per_path={"/v1/decode": tokens_bytes, "/decode": tokens_bytes})
-    app.add_middleware(ObserveRequests, metrics=metrics)
+    app.add_middleware(ObserveRequests, metrics=metrics, tracing=tracing)
     return app

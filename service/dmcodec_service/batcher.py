@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Sequence
 
 from .metrics import Metrics
+from .tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,11 @@ class Job:
     deadline: float  # time.monotonic()
     future: asyncio.Future = field(repr=False)
     ticket: Ticket = field(repr=False)
+    request_id: str = "-"
+    stats: dict[str, Any] = field(default_factory=dict, repr=False)  # queue_ms, compute_ms, batch_size
+    trace: Any = field(default=None, repr=False)  # the request's span context, to link its batch to
     enqueued: float = field(default_factory=time.monotonic)
+    enqueued_ns: int = field(default_factory=time.time_ns)
 
     def abandoned(self) -> bool:
         """Nobody waits for the result any more. Read from the model's threads: a done() check
@@ -78,11 +83,14 @@ class Batcher:
         max_batch_size, max_batch_audio_seconds, max_wait_s, max_queue_size: the limits.
         max_concurrent_batches: batches computing at once (process must be thread-safe if > 1).
         metrics: where queue and batch statistics go.
+        tracing: where queue and batch spans go (off by default).
     """
 
     def __init__(self, process: Process, *, max_batch_size: int, max_batch_audio_seconds: float,
-                 max_wait_s: float, max_queue_size: int, metrics: Metrics, max_concurrent_batches: int = 1):
+                 max_wait_s: float, max_queue_size: int, metrics: Metrics, max_concurrent_batches: int = 1,
+                 tracing: Tracing | None = None):
         self.process = process
+        self.tracing = tracing or Tracing()
         self.max_batch_size = max_batch_size
         self.max_batch_audio_seconds = max_batch_audio_seconds
         self.max_wait_s = max_wait_s
@@ -119,17 +127,20 @@ class Batcher:
         self.accepting = True
         self._task = asyncio.create_task(self._loop(), name="dmcodec-batcher")
 
-    def submit(self, op: str, payload: Any, *, audio_seconds: float, deadline: float,
-               key: Hashable = None, ticket: Ticket | None = None) -> asyncio.Future:
+    def submit(self, op: str, payload: Any, *, audio_seconds: float, deadline: float, key: Hashable = None,
+               ticket: Ticket | None = None, request_id: str = "-",
+               stats: dict[str, Any] | None = None) -> asyncio.Future:
         """Queue one request (on its reserved `ticket`, or on a new one); its future resolves to
-        the result. Raises QueueFull or Draining."""
+        the result. `stats` receives the request's queue_ms, compute_ms and batch_size. Raises
+        QueueFull or Draining."""
         if not self.accepting:
             if ticket:
                 ticket.release()
             self.metrics.rejected.labels(reason="draining").inc()
             raise Draining()
         ticket = ticket or self.reserve()
-        job = Job(op, key, payload, audio_seconds, deadline, asyncio.get_running_loop().create_future(), ticket)
+        job = Job(op, key, payload, audio_seconds, deadline, asyncio.get_running_loop().create_future(), ticket,
+                  request_id, stats if stats is not None else {}, self.tracing.current())
         self.queue.put_nowait(job)
         return job.future
 
@@ -224,10 +235,13 @@ class Batcher:
     async def _run(self, loop: asyncio.AbstractEventLoop, op: str, key: Hashable, jobs: list[Job]) -> None:
         if not jobs:
             return
-        start = time.monotonic()
+        start, start_ns = time.monotonic(), time.time_ns()
         for job in jobs:
             job.ticket.release()
             self.metrics.queue_duration.labels(op=op).observe(start - job.enqueued)
+            job.stats.update(queue_ms=round((start - job.enqueued) * 1000, 1), batch_size=len(jobs),
+                             audio_s=round(job.audio_seconds, 3))
+            self.tracing.queue_wait(job.trace, job.enqueued_ns, start_ns, job.request_id)
         audio = sum(job.audio_seconds for job in jobs)
         self.metrics.batch_requests.labels(op=op).observe(len(jobs))
         self.metrics.batch_audio.labels(op=op).observe(audio)
@@ -237,7 +251,12 @@ class Batcher:
         except Exception as err:  # process() isolates items itself; this is a last resort
             log.exception("batch of %d %s requests failed", len(jobs), op)
             results = [err] * len(jobs)
-        self.metrics.compute_duration.labels(op=op).observe(time.monotonic() - start)
+        computed = time.monotonic() - start
+        self.metrics.compute_duration.labels(op=op).observe(computed)
+        self.tracing.batch(op, [job.trace for job in jobs], start_ns, time.time_ns(),
+                           {"dmcodec.batch_size": len(jobs), "dmcodec.audio_seconds": audio})
+        for job in jobs:
+            job.stats["compute_ms"] = round(computed * 1000, 1)
         for job, result in zip(jobs, results):
             if job.future.done():
                 continue

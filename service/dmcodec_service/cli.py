@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 from pydantic_settings import CliApp, CliSettingsSource
 
+from .logs import configure_logging
 from .settings import ServiceSettings
 
 PROG = "dmcodec-serve"
@@ -91,7 +92,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               "(DMCODEC_API_KEYS), bind to 127.0.0.1, or set --allow-unauthenticated true knowingly",
               file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
     if settings.exposed_without_keys():
         logging.getLogger("dmcodec_service").warning(
             "AUTHENTICATION IS OFF: serving on %s without API keys (allow_unauthenticated=true); anyone who "
@@ -99,7 +100,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     app = create_app(settings)
     # uvicorn's own graceful wait comes after the drain, when every queued request has its answer.
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                            timeout_graceful_shutdown=5)
+                            timeout_graceful_shutdown=5, access_log=False, log_config=None)  # our access lines
     DrainingServer(config, app).run()
     return 0
 

@@ -43,6 +43,8 @@ def _request_id(request: Request) -> str | None:
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(request: Request, err: APIError) -> JSONResponse:
+        if request.url.path.startswith("/v2/models/"):  # the KServe v2 protocol's error shape
+            return JSONResponse({"error": err.message}, status_code=err.status, headers=err.headers)
         return JSONResponse(error_body(err.code, err.message, _request_id(request)), status_code=err.status,
                             headers=err.headers)
 

@@ -1,22 +1,30 @@
-"""ASGI middleware: request ids, request metrics and the body size limits."""
+"""ASGI middleware: request ids, traces, access log lines, request metrics, body size limits."""
 
 from __future__ import annotations
 
-import contextvars
 import json
 import re
 import time
 import uuid
 
 from .errors import error_body
+from .logs import log_request, request_id_var
 from .metrics import Metrics
+from .tracing import Tracing
 
 ROUTES = {"/v1/encode", "/v1/decode", "/encode", "/decode", "/v1/info", "/v2/health/live",
-          "/v2/health/ready", "/metrics", "/"}
+          "/v2/health/ready", "/metrics", "/", "/v2"}
 
 
-# The id of the request being handled, for log lines (see logs.py).
-request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+def route_of(path: str) -> str:
+    """The metric label of a path: itself for the fixed routes, the template for v2 model routes."""
+    if path in ROUTES:
+        return path
+    if path.startswith("/v2/models/"):
+        action = path.rstrip("/").rsplit("/", 1)[-1]
+        return f"/v2/models/{{name}}/{action}" if action in ("infer", "ready") else "/v2/models/{name}"
+    return "other"
+
 _CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
@@ -27,37 +35,56 @@ def request_id(scope) -> str:
 
 
 class ObserveRequests:
-    """Gives each request an id (echoed as X-Request-ID on every response, errors included),
-    counts requests by route and status, times them, tracks in-flight requests, and stamps
+    """Gives each request an id (echoed as X-Request-ID on every response, errors included) and
+    a server span (tracing.py), counts requests by route and status, times them, tracks
+    in-flight requests, writes one access log line per request (with the queue and compute
+    times and batch size the batcher notes in `request.state.stats`), and stamps
     `request.state.arrived` (deadlines count from arrival)."""
 
-    def __init__(self, app, metrics: Metrics):
+    def __init__(self, app, metrics: Metrics, tracing: Tracing):
         self.app = app
         self.metrics = metrics
+        self.tracing = tracing
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         start = time.monotonic()
         rid = request_id(scope)
-        scope.setdefault("state", {}).update(arrived=start, request_id=rid)
+        stats: dict = {}
+        scope.setdefault("state", {}).update(arrived=start, request_id=rid, stats=stats)
         request_id_var.set(rid)
-        route = scope["path"] if scope["path"] in ROUTES else "other"
-        status = {"code": 500}
+        route = route_of(scope["path"])
+        status, sizes = {"code": 500}, {"in": 0, "out": 0}
+
+        async def counting_receive():
+            message = await receive()
+            sizes["in"] += len(message.get("body", b""))
+            return message
 
         async def send_wrapper(message):
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+            elif message["type"] == "http.response.body":
+                sizes["out"] += len(message.get("body", b""))
             await send(message)
 
         self.metrics.inflight.inc()
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            self.metrics.inflight.dec()
-            self.metrics.requests.labels(route=route, status=str(status["code"])).inc()
-            self.metrics.request_duration.labels(route=route).observe(time.monotonic() - start)
+        with self.tracing.request(scope, route, rid) as span:
+            try:
+                await self.app(scope, counting_receive, send_wrapper)
+            finally:
+                elapsed = time.monotonic() - start
+                self.metrics.inflight.dec()
+                self.metrics.requests.labels(route=route, status=str(status["code"])).inc()
+                self.metrics.request_duration.labels(route=route).observe(elapsed)
+                if span is not None:
+                    span.set_attribute("http.response.status_code", status["code"])
+                if route not in ("/metrics", "/v2/health/live", "/v2/health/ready"):  # probes stay quiet
+                    log_request({"request_id": rid, "method": scope["method"], "route": scope["path"],
+                                 "status": status["code"], "duration_ms": round(elapsed * 1000, 1),
+                                 "bytes_in": sizes["in"], "bytes_out": sizes["out"], **stats})
 
 
 class BodyTooLarge(Exception):

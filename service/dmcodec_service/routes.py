@@ -1,12 +1,9 @@
-"""HTTP routes: /v1/encode, /v1/decode, /v1/info, health. Aliases /encode and /decode."""
+"""HTTP routes: /v1/encode, /v1/decode, /v1/info and /metrics; aliases /encode and /decode."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import io
-import time
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
@@ -16,11 +13,11 @@ from starlette.concurrency import run_in_threadpool
 from dmcodec.audio import wav_bytes
 from dmcodec.tokens import codes_to_uint16
 
-from .batcher import DeadlineExceeded, Draining, QueueFull, Ticket
 from .errors import APIError
 from .inputs import NPY_TYPES, content_type, decode_upload, parse_tokens, read_upload
-from .schemas import DecodeRequest, EncodeResponse, ErrorResponse, Health, InfoResponse
+from .schemas import DecodeRequest, EncodeResponse, ErrorResponse, InfoResponse
 from .security import require_api_key
+from .submission import admitted, run_job, service_state
 
 ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorResponse, "description": text} for status, text in {
     400: "Corrupt or empty audio.", 401: "Missing or wrong API key.", 409: "Tokens from another model.",
@@ -30,65 +27,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorResponse, "des
     504: "The request waited past its deadline."}.items()}
 
 router = APIRouter()
-
-
-def _state(request: Request):
-    return request.app.state.service
-
-
-async def _wait(request: Request, future: asyncio.Future, deadline: float) -> Any:
-    """The job's result; cancels the job if the client leaves or the deadline passes."""
-
-    async def disconnected() -> None:
-        while not await request.is_disconnected():
-            await asyncio.sleep(0.05)
-
-    watcher = asyncio.create_task(disconnected())
-    try:
-        done, _ = await asyncio.wait({future, watcher}, timeout=max(0.0, deadline - time.monotonic()),
-                                     return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-    if future in done:
-        return future.result()
-    future.cancel()  # the batcher skips cancelled jobs
-    if watcher in done:
-        raise APIError(499, "client_closed_request", "the client disconnected")
-    raise DeadlineExceeded()
-
-
-@contextlib.contextmanager
-def _admitted(request: Request) -> Iterator[Ticket]:
-    """A place in the queue before the body is read: overload and shutdown are refused cheaply."""
-    service = _state(request)
-    retry = {"Retry-After": str(service.settings.retry_after_s)}
-    try:
-        ticket = service.batcher.reserve()
-    except QueueFull:
-        raise APIError(503, "overloaded", "the request queue is full; retry later", retry) from None
-    except Draining:
-        raise APIError(503, "draining", "the service is shutting down; retry on another replica", retry) from None
-    try:
-        yield ticket
-    finally:
-        ticket.release()
-
-
-async def _run(request: Request, op: str, payload: Any, audio_seconds: float, key: Any, ticket: Ticket) -> Any:
-    service = _state(request)
-    deadline = request.state.arrived + service.settings.request_timeout_s
-    retry = {"Retry-After": str(service.settings.retry_after_s)}
-    try:
-        future = service.batcher.submit(op, payload, audio_seconds=audio_seconds, deadline=deadline, key=key,
-                                        ticket=ticket)
-        return await _wait(request, future, deadline)
-    except Draining:
-        raise APIError(503, "draining", "the service is shutting down; retry on another replica", retry) from None
-    except DeadlineExceeded:
-        raise APIError(504, "deadline_exceeded",
-                       f"not processed within {service.settings.request_timeout_s:g} s") from None
-    except ValueError as err:
-        raise APIError(422, "invalid_tokens" if op == "decode" else "invalid_audio", str(err)) from None
 
 
 def _want_npy(request: Request, fmt: Optional[str]) -> bool:
@@ -112,8 +50,8 @@ def _want_npy(request: Request, fmt: Optional[str]) -> bool:
 async def encode(request: Request,
                  n_q: Optional[int] = Query(None, description="Levels to return (1..8; default all)."),
                  format: Optional[str] = Query(None, pattern="^(json|npy)$", description="json or npy.")):
-    service = _state(request)
-    with _admitted(request) as ticket:
+    service = service_state(request)
+    with admitted(request) as ticket:
         source, fields = await read_upload(request)
         requested = n_q if n_q is not None else fields.get("n_q")
         levels = service.engine.config.n_q
@@ -126,7 +64,7 @@ async def encode(request: Request,
         rate = service.engine.config.sample_rate
         async with service.decode_slots:
             samples = await run_in_threadpool(decode_upload, source, rate, service.audio_limits)
-        codes = await _run(request, "encode", samples, samples.size / rate, n_q, ticket)
+        codes = await run_job(request, "encode", samples, samples.size / rate, n_q, ticket)
     encoded = service.engine.tokenizer.wrap(codes, samples.size)
     if _want_npy(request, format):
         buffer = io.BytesIO()
@@ -146,14 +84,14 @@ async def encode(request: Request,
     dependencies=[Depends(require_api_key)], summary="Tokens -> audio")
 async def decode(request: Request,
                  num_samples: Optional[int] = Query(None, ge=1, description="Output length (for .npy bodies).")):
-    service = _state(request)
+    service = service_state(request)
     header = request.headers.get("x-dmcodec-num-samples")
     if num_samples is None and header:
         if not header.isdigit() or int(header) < 1:
             raise APIError(422, "invalid_num_samples", "X-DMCodec-Num-Samples must be a positive integer")
         num_samples = int(header)
     tokenizer = service.engine.tokenizer
-    with _admitted(request) as ticket:
+    with admitted(request) as ticket:
         body = await request.body()
         item = await run_in_threadpool(parse_tokens, body, content_type(request), num_samples,
                                        service.engine.codec.sha256, tokenizer.model.config.n_q)
@@ -165,7 +103,7 @@ async def decode(request: Request,
         if seconds > service.settings.max_audio_seconds:
             raise APIError(413, "audio_too_long", f"{item.codes.shape[1]} frames is {seconds:.1f} s; "
                            f"the limit is {service.settings.max_audio_seconds:g} s")
-        audio = await _run(request, "decode", item, seconds, item.codes.shape[0], ticket)
+        audio = await run_job(request, "decode", item, seconds, item.codes.shape[0], ticket)
     body = await run_in_threadpool(wav_bytes, audio, tokenizer.sample_rate)
     return Response(body, media_type="audio/wav", headers={"X-DMCodec-Num-Samples": str(audio.size)})
 
@@ -180,7 +118,7 @@ router.add_api_route("/decode", decode, methods=["POST"], include_in_schema=Fals
 @router.get("/v1/info", response_model=InfoResponse, dependencies=[Depends(require_api_key)],
             responses={401: ERRORS[401]}, summary="Model, limits and batching")
 async def info(request: Request) -> dict[str, Any]:
-    service = _state(request)
+    service = service_state(request)
     engine, s = service.engine, service.settings
     config = engine.config
     return {
@@ -197,21 +135,6 @@ async def info(request: Request) -> dict[str, Any]:
                      "max_wait_ms": s.max_wait_ms},
         "windowing": engine.tokenizer.windowing_info(),
     }
-
-
-@router.get("/v2/health/live", response_model=Health, summary="The process is up")
-async def live() -> dict[str, str]:
-    return {"status": "live"}
-
-
-@router.get("/v2/health/ready", response_model=Health, responses={503: {"model": ErrorResponse}},
-            summary="The model is loaded and the service accepts work")
-async def ready(request: Request):
-    service = getattr(request.app.state, "service", None)
-    if service is None or not service.ready:
-        state = "draining" if service is not None and service.draining else "loading"
-        return JSONResponse({"error": {"code": state, "message": f"not ready: {state}"}}, status_code=503)
-    return {"status": "ready"}
 
 
 @router.get("/metrics", include_in_schema=False)

@@ -81,6 +81,8 @@ class ServiceSettings(BaseSettings):
     allow_unauthenticated: bool = Field(False, description="Serve on a non-loopback address without API keys. "
                                         "Off: such a configuration refuses to start.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = Field("text", description="json: one JSON object per line, with "
+                                                "the request id; one access line per request either way.")
     drain_timeout_s: float = Field(30.0, ge=0, description="On SIGTERM, time to finish queued work.")
 
     @field_validator("api_keys", mode="before")
