@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 from pathlib import Path
 from typing import Iterator, Union
@@ -20,6 +21,27 @@ from dmcodec_service import ServiceSettings, create_app
 from dmcodec_service.local import local_server
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+# (container, codec, rate) of the formats browsers and phones record, as FFmpeg names them.
+RECORDED_FORMATS = {"webm-opus": ("webm", "libopus", 48000), "ogg-opus": ("ogg", "libopus", 48000),
+                    "m4a-aac": ("ipod", "aac", 44100), "mp3": ("mp3", "libmp3lame", 16000)}
+
+
+def encode_audio(samples: np.ndarray, rate: int, container: str, codec: str, channels: int = 1) -> bytes:
+    """Mono samples -> a file in `container` with `codec` (PyAV's FFmpeg), `channels` copies."""
+    import av
+
+    layout = {1: "mono", 2: "stereo"}.get(channels, f"{channels}c")
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format=container) as out:
+        stream = out.add_stream(codec, rate=rate, layout=layout)
+        frame = av.AudioFrame.from_ndarray(np.repeat(samples[None].astype(np.float32), channels, axis=0),
+                                           format="fltp", layout=layout)
+        frame.sample_rate = rate
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    return buffer.getvalue()
 
 
 def clips(lengths_s: list[float], rate: int = 16000, seed: int = 0) -> list[np.ndarray]:

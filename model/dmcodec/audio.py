@@ -1,30 +1,29 @@
-"""Reading any audio soundfile understands into mono float32 at the model's rate, with bounded
-memory and limits, and writing WAV."""
+"""Reading audio (see `dmcodec.containers` for the formats) into mono float32 at the model's rate,
+with bounded memory and limits; and writing WAV."""
 
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Optional, Union
+from typing import Optional
 
 import numpy as np
 import soundfile as sf
 import soxr
 
-AudioSource = Union[str, Path, bytes, BinaryIO]
+from .containers import AudioError, AudioSource, AudioStream, open_audio
 
+__all__ = ["AudioError", "AudioLimitError", "AudioLimits", "AudioSource", "find_audio_files", "info", "load_audio",
+           "prepare", "resample", "to_mono", "wav_bytes", "write_wav"]
 
-AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".au"})
+AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".au", ".webm", ".m4a",
+                            ".mp4", ".aac"})
 
 
 def find_audio_files(root: str | Path) -> list[Path]:
     """Audio files below `root` (by suffix), recursively, sorted."""
     return sorted(p for p in Path(root).rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
-
-
-class AudioError(ValueError):
-    """The input is not decodable audio, or holds no samples."""
 
 
 def to_mono(samples: np.ndarray) -> np.ndarray:
@@ -69,7 +68,6 @@ class AudioLimits:
 
 
 NO_LIMITS = AudioLimits()
-UNKNOWN_FRAMES = 2**62  # libsndfile reports SF_COUNT_MAX when a stream's length is unknown
 
 
 class AudioLimitError(AudioError):
@@ -80,65 +78,43 @@ class AudioLimitError(AudioError):
         self.limit = limit
 
 
-def _open(source: AudioSource) -> sf.SoundFile:
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        if len(source) == 0:
-            raise AudioError("the upload is empty (0 bytes)")
-        source = io.BytesIO(bytes(source))
-    try:
-        return sf.SoundFile(source)
-    except sf.LibsndfileError as err:
-        # error_string is libsndfile's reason alone; str(err) would name the Python object read.
-        reason = err.error_string
-    except (RuntimeError, TypeError, ValueError):
-        reason = "unsupported or corrupt"
-    name = f"{source}: " if isinstance(source, (str, Path)) else ""
-    raise AudioError(f"{name}not a readable audio file ({reason})")
-
-
-def _check_header(f: sf.SoundFile, limits: AudioLimits) -> None:
-    if f.samplerate <= 0:
-        raise AudioError(f"invalid sample rate {f.samplerate}")
-    if limits.max_channels is not None and f.channels > limits.max_channels:
-        raise AudioLimitError("channels", f"the audio has {f.channels} channels; at most {limits.max_channels} "
-                              "are accepted")
-    if limits.max_sample_rate is not None and f.samplerate > limits.max_sample_rate:
-        raise AudioLimitError("sample_rate", f"the audio is sampled at {f.samplerate} Hz; at most "
+def _check_header(stream: AudioStream, limits: AudioLimits) -> None:
+    if stream.rate <= 0:
+        raise AudioError(f"invalid sample rate {stream.rate}")
+    if limits.max_channels is not None and stream.channels > limits.max_channels:
+        raise AudioLimitError("channels", f"the audio has {stream.channels} channels; at most "
+                              f"{limits.max_channels} are accepted")
+    if limits.max_sample_rate is not None and stream.rate > limits.max_sample_rate:
+        raise AudioLimitError("sample_rate", f"the audio is sampled at {stream.rate} Hz; at most "
                               f"{limits.max_sample_rate} Hz is accepted")
-    known = 0 < f.frames < UNKNOWN_FRAMES
-    if limits.max_seconds is not None and known and f.frames / f.samplerate > limits.max_seconds:
-        raise AudioLimitError("seconds", f"audio is {f.frames / f.samplerate:.1f} s; the limit is "
-                              f"{limits.max_seconds:g} s")
+    if limits.max_seconds is not None and stream.seconds is not None and stream.seconds > limits.max_seconds:
+        raise AudioLimitError("seconds", f"audio is {stream.seconds:.1f} s; the limit is {limits.max_seconds:g} s")
 
 
 def load_audio(source: AudioSource, target_rate: int, limits: AudioLimits = NO_LIMITS) -> tuple[np.ndarray, int]:
     """Decode a file path, bytes or binary file object to mono float32 at `target_rate`.
     Returns (samples [T], original rate).
 
-    Decoding, mixing to mono and resampling run block by block (one second of input each), so
-    the memory an input costs follows its length at `target_rate` in mono, not its size as
-    stored: a many-channel, high-rate file never exists decoded in full. Limits are checked from
-    the header first, then against what is decoded. Raises AudioError (AudioLimitError beyond
-    a limit)."""
-    with _open(source) as f:
-        _check_header(f, limits)
-        rate = f.samplerate
+    Decoding, mixing to mono and resampling run block by block (about one second of input
+    each), so the memory an input costs follows its length at `target_rate` in mono, not its
+    size as stored: a many-channel, high-rate file never exists decoded in full. Limits are
+    checked from the header first, then against what is decoded (a header may lie, or not know
+    the length). Raises AudioError (AudioLimitError beyond a limit)."""
+    with open_audio(source) as stream:
+        _check_header(stream, limits)
+        rate = stream.rate
         resampler = None if rate == target_rate else \
             soxr.ResampleStream(rate, target_rate, 1, dtype="float32", quality="HQ")
         most = None if limits.max_seconds is None else int(limits.max_seconds * target_rate) + 1
         pieces, total = [], 0
-        try:
-            for block in f.blocks(blocksize=rate, dtype="float32", always_2d=True):
-                mono = block.mean(axis=1)
-                if not np.isfinite(mono).all():
-                    raise AudioError("the audio holds NaN or infinite samples")
-                pieces.append(resampler.resample_chunk(mono) if resampler else mono)
-                total += pieces[-1].size
-                if most is not None and total > most:
-                    raise AudioLimitError("seconds", f"audio is longer than the limit of {limits.max_seconds:g} s")
-        except (sf.LibsndfileError, RuntimeError) as err:
-            reason = err.error_string if isinstance(err, sf.LibsndfileError) else "corrupt data"
-            raise AudioError(f"the audio could not be decoded ({reason})") from None
+        for block in stream.blocks:
+            mono = block.mean(axis=1)
+            if not np.isfinite(mono).all():
+                raise AudioError("the audio holds NaN or infinite samples")
+            pieces.append(resampler.resample_chunk(mono) if resampler else mono)
+            total += pieces[-1].size
+            if most is not None and total > most:
+                raise AudioLimitError("seconds", f"audio is longer than the limit of {limits.max_seconds:g} s")
         if resampler:
             pieces.append(resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
     samples = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
@@ -149,9 +125,9 @@ def load_audio(source: AudioSource, target_rate: int, limits: AudioLimits = NO_L
 
 
 def info(source: AudioSource) -> tuple[float, int]:
-    """(duration in seconds, rate) from the header alone, without decoding the samples."""
-    with _open(source) as f:
-        return (f.frames / f.samplerate if 0 < f.frames < UNKNOWN_FRAMES else 0.0), f.samplerate
+    """(duration in seconds, 0.0 when the header does not say; rate), without decoding."""
+    with open_audio(source) as stream:
+        return stream.seconds or 0.0, stream.rate
 
 
 def wav_bytes(samples: np.ndarray, rate: int) -> bytes:

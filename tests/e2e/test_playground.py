@@ -21,7 +21,9 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = os.environ.get("DMCODEC_ARTIFACTS")
 # Flags for a closed network: no background connections, no first-run or update traffic.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
+                 "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required",
+                 # a fake microphone (a beep), granted without a prompt
+                 "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (scripts/test.sh "
                                 "installs it where it can)")
@@ -107,3 +109,30 @@ def test_playground_round_trip_downloads_errors_and_narrow_layout(browser, tiny_
         assert requests and all(r.startswith(url) or r.startswith("blob:") or r.startswith("data:") for r in requests)
         assert not [e for e in console_errors if "400" not in e], console_errors
         page.close()
+
+
+def page_errors(log: Path) -> str:
+    return "\n".join(line for line in log.read_text().splitlines() if "status=4" in line or "status=5" in line)
+
+
+def test_a_microphone_recording_goes_to_the_service_as_the_browser_made_it(browser, tiny_checkpoint, tmp_path):
+    """Chromium's fake microphone records WebM/Opus; the page uploads that file as is."""
+    with running_server(tiny_checkpoint, tmp_path / "server.log") as (url, _):
+        page = browser.new_page()
+        uploads: list[str] = []
+        page.on("request", lambda r: r.url.endswith("/v1/encode") and uploads.append(r.url))
+        page.goto(url + "/")
+        page.wait_for_selector("#levels option", state="attached")
+        page.click("#record-button")
+        page.wait_for_function("document.querySelector('#record-button').textContent === 'Stop recording'")
+        page.wait_for_timeout(2000)
+        page.click("#record-button")
+        page.wait_for_function("document.querySelector('#source-name').textContent.includes('recording.')")
+        chosen = page.inner_text("#source-name")
+        page.click("#run-button")
+        page.wait_for_function("document.querySelector('#status').textContent === 'Done.'")
+        tokens_frames = page.inner_text("#stats")
+        page.close()
+    assert "recording.webm" in chosen and len(uploads) == 1  # Chromium records WebM/Opus; sent as is
+    log = (tmp_path / "server.log").read_text()
+    assert "×" in tokens_frames and "route=/v1/encode status=200" in log and page_errors(tmp_path / "server.log") == ""

@@ -10,7 +10,7 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import in_process_service, scrape, value
+from helpers import RECORDED_FORMATS, encode_audio, in_process_service, scrape, value
 
 from dmcodec import Tokenizer
 from dmcodec.audio import wav_bytes
@@ -166,3 +166,13 @@ def test_openapi_documents_routes_and_errors(service):
     assert all(props[name].get("description") or "$ref" in props[name] for name in props)
     assert {"/v1/info", "/v2/health/live", "/v2/health/ready"} <= set(spec["paths"])
     assert json.dumps(spec)  # serialisable
+
+
+@pytest.mark.parametrize("name", sorted(RECORDED_FORMATS))
+def test_browser_and_phone_recordings_are_accepted(service, name):
+    container, codec, rate = RECORDED_FORMATS[name]
+    data = encode_audio(speech_like(1.6, rate, seed=8), rate, container, codec)
+    tokens = service.post("/v1/encode", files={"file": (f"rec.{container}", data)}).json()
+    assert abs(tokens["num_samples"] - 1.6 * 16000) < 0.06 * 16000 and tokens["n_q"] == 8
+    raw = service.post("/v1/encode", content=data, headers={"content-type": f"audio/{container}"})
+    assert raw.json()["codes"] == tokens["codes"]

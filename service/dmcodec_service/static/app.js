@@ -64,24 +64,6 @@ function updateBitrate() {
 }
 
 // --- input: file, drop, microphone --------------------------------------------------------
-function wavFromBuffer(buffer) {
-  // Mono 16-bit PCM WAV of an AudioBuffer (channels averaged).
-  const length = buffer.length, rate = buffer.sampleRate;
-  const mono = new Float32Array(length);
-  for (let c = 0; c < buffer.numberOfChannels; c++) {
-    const data = buffer.getChannelData(c);
-    for (let i = 0; i < length; i++) mono[i] += data[i] / buffer.numberOfChannels;
-  }
-  const view = new DataView(new ArrayBuffer(44 + length * 2));
-  const text = (offset, s) => { for (let i = 0; i < s.length; i++) view.setUint8(offset + i, s.charCodeAt(i)); };
-  text(0, "RIFF"); view.setUint32(4, 36 + length * 2, true); text(8, "WAVE"); text(12, "fmt ");
-  view.setUint32(16, 16, true); view.setUint16(20, 1, true); view.setUint16(22, 1, true);
-  view.setUint32(24, rate, true); view.setUint32(28, rate * 2, true); view.setUint16(32, 2, true);
-  view.setUint16(34, 16, true); text(36, "data"); view.setUint32(40, length * 2, true);
-  for (let i = 0; i < length; i++) view.setInt16(44 + i * 2, Math.max(-1, Math.min(1, mono[i])) * 0x7fff, true);
-  return new Blob([view.buffer], { type: "audio/wav" });
-}
-
 async function toggleRecording() {
   const button = $("record-button");
   if (state.recorder) {
@@ -98,14 +80,11 @@ async function toggleRecording() {
       state.recorder = null;
       button.setAttribute("aria-pressed", "false");
       button.textContent = "Record from microphone";
-      try {
-        // Browsers record WebM/Opus, which the service does not read: send WAV instead.
-        const context = new AudioContext();
-        const decoded = await context.decodeAudioData(await new Blob(chunks).arrayBuffer());
-        setSource(wavFromBuffer(decoded), `recording (${decoded.duration.toFixed(1)} s)`);
-      } catch (error) {
-        showError(new Error(`Could not read the recording: ${error.message}`));
-      }
+      // Sent as the browser recorded it (WebM/Opus, MP4/AAC, ...): the service reads those.
+      const type = recorder.mimeType || "audio/webm";
+      const blob = new Blob(chunks, { type });
+      const extension = type.includes("mp4") ? "m4a" : type.includes("ogg") ? "ogg" : "webm";
+      setSource(blob, `recording.${extension}`);
     };
     recorder.start();
     state.recorder = recorder;
