@@ -3,13 +3,12 @@ with bounded memory and limits; and writing WAV."""
 
 from __future__ import annotations
 
-import io
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import soundfile as sf
 import soxr
 
 from .containers import AudioError, AudioSource, AudioStream, open_audio
@@ -130,11 +129,23 @@ def info(source: AudioSource) -> tuple[float, int]:
         return stream.seconds or 0.0, stream.rate
 
 
+def wav_header(num_samples: int, rate: int) -> bytes:
+    """The 44-byte header of a mono 16-bit PCM WAV holding `num_samples` samples."""
+    data = num_samples * 2
+    return b"RIFF" + struct.pack("<I", 36 + data) + b"WAVEfmt " + \
+        struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16) + b"data" + struct.pack("<I", data)
+
+
+def pcm16(samples: np.ndarray) -> bytes:
+    """Float samples -> little-endian 16-bit PCM, clipped to [-1, 1], scaled as libsndfile does
+    (floor of x * 32768), so a WAV sent in pieces equals the one written whole."""
+    scaled = np.floor(np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0) * 32768.0)
+    return np.clip(scaled, -32768, 32767).astype("<i2").tobytes()
+
+
 def wav_bytes(samples: np.ndarray, rate: int) -> bytes:
     """Mono float samples -> 16-bit PCM WAV bytes (clipped to [-1, 1])."""
-    buffer = io.BytesIO()
-    sf.write(buffer, np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0), rate, format="WAV", subtype="PCM_16")
-    return buffer.getvalue()
+    return wav_header(len(samples), rate) + pcm16(samples)
 
 
 def write_wav(path: str | Path, samples: np.ndarray, rate: int) -> None:

@@ -12,7 +12,7 @@ import asyncio
 import io
 import time
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, AsyncIterator, Iterator, Optional, Union
 
 import httpx
 import numpy as np
@@ -67,6 +67,23 @@ def _decode_request(tokens: Union[dict, np.ndarray], num_samples: Optional[int])
     if num_samples:
         body["num_samples"] = num_samples
     return {"json": body}
+
+
+class _StreamedWav:
+    """The bytes of /v1/decode?stream=true as they come -> float32 sample chunks: the 44-byte
+    header skipped, 16-bit samples split across chunks joined again."""
+
+    def __init__(self) -> None:
+        self._header = 44
+        self._pending = b""
+
+    def feed(self, chunk: bytes) -> np.ndarray:
+        skipped = min(self._header, len(chunk))
+        self._header -= skipped
+        data = self._pending + chunk[skipped:]
+        whole = len(data) // 2 * 2
+        self._pending = data[whole:]
+        return np.frombuffer(data[:whole], dtype="<i2").astype(np.float32) / 32768.0
 
 
 def _retry_after(response: httpx.Response) -> Optional[float]:
@@ -141,6 +158,26 @@ class DMCodecClient(_Base):
         """An encode response (or codes [n_q, frames]) -> float32 audio at the model's rate."""
         return self._post("/v1/decode", "wav", **_decode_request(tokens, num_samples))
 
+    def decode_stream(self, tokens: Union[dict, np.ndarray], num_samples: Optional[int] = None) -> Iterator[np.ndarray]:
+        """Like `decode`, but yields float32 chunks of the audio as the service decodes it, window
+        by window (memory bounded by a window on both sides); joined, they equal `decode`."""
+        request = _decode_request(tokens, num_samples)
+        request["params"] = {**request.get("params", {}), "stream": "true"}
+        for attempt in range(self.max_retries + 1):
+            with self._http.stream("POST", "/v1/decode", headers=self.headers, **request) as response:
+                delay = _retry_delay(response, attempt, self.max_retries)
+                if delay is None:
+                    if response.status_code >= 400:
+                        response.read()
+                        _result(response, "wav")
+                    wav = _StreamedWav()
+                    for chunk in response.iter_bytes():
+                        samples = wav.feed(chunk)
+                        if samples.size:
+                            yield samples
+                    return
+            time.sleep(delay)
+
     def info(self) -> dict[str, Any]:
         return _result(self._http.get("/v1/info", headers=self.headers), "json")
 
@@ -181,6 +218,25 @@ class AsyncDMCodecClient(_Base):
 
     async def decode(self, tokens: Union[dict, np.ndarray], num_samples: Optional[int] = None) -> np.ndarray:
         return await self._post("/v1/decode", "wav", **_decode_request(tokens, num_samples))
+
+    async def decode_stream(self, tokens: Union[dict, np.ndarray],
+                            num_samples: Optional[int] = None) -> AsyncIterator[np.ndarray]:
+        request = _decode_request(tokens, num_samples)
+        request["params"] = {**request.get("params", {}), "stream": "true"}
+        for attempt in range(self.max_retries + 1):
+            async with self._http.stream("POST", "/v1/decode", headers=self.headers, **request) as response:
+                delay = _retry_delay(response, attempt, self.max_retries)
+                if delay is None:
+                    if response.status_code >= 400:
+                        await response.aread()
+                        _result(response, "wav")
+                    wav = _StreamedWav()
+                    async for chunk in response.aiter_bytes():
+                        samples = wav.feed(chunk)
+                        if samples.size:
+                            yield samples
+                    return
+            await asyncio.sleep(delay)
 
     async def info(self) -> dict[str, Any]:
         return _result(await self._http.get("/v1/info", headers=self.headers), "json")

@@ -238,3 +238,13 @@ class Tokenizer:
 
     def decode(self, codes: np.ndarray, num_samples: Optional[int] = None) -> np.ndarray:
         return self.decode_many([(codes, num_samples)])[0]
+
+    def decode_window(self, codes: np.ndarray, window: Window) -> np.ndarray:
+        """Audio of frames [window.start, window.stop) of the clip `codes` [n_q, F] (a window of
+        `plan_windows(F, self.policy)`), computed exactly as `decode_many` computes it: decoding
+        the plan's windows one after another and joining them gives the same samples, with
+        memory bounded by one window. The caller has checked the codes."""
+        piece = torch.from_numpy(np.asarray(codes[:, window.outer_start : window.outer_stop], dtype=np.int64))
+        ((_, audio),) = self._map([_Job(0, window, piece)], 1, self.backend.decode, None)
+        hop = self.hop_length
+        return audio[0, window.core.start * hop : window.core.stop * hop]

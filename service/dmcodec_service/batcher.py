@@ -44,15 +44,31 @@ class DeadlineExceeded(Exception):
 
 class Ticket:
     """A place in the queue, reserved before a request's expensive work (reading and decoding
-    its body) and given back once the model starts on it, or when the request fails first."""
+    its body) and given back once the model starts on it, or when the request fails first.
+    A request that submits several jobs (a streamed decode, one job per window) keeps its own
+    ticket until it ends and gives each job a borrowed one, which holds no place."""
 
-    def __init__(self, batcher: Batcher):
-        self._batcher: Batcher | None = batcher
+    def __init__(self, batcher: Batcher | None, counted: bool = True):
+        self._batcher = batcher
+        self._counted = counted
 
     def release(self) -> None:
         if self._batcher is not None:
-            self._batcher._pending -= 1
+            if self._counted:
+                self._batcher._pending -= 1
             self._batcher = None
+
+    def keep(self) -> Ticket:
+        """This place, moved to a new ticket that outlives the request handler (a streamed
+        response releases it when the stream ends); this one is then empty."""
+        kept = Ticket(self._batcher, self._counted) if self._batcher is not None else Ticket(None, False)
+        self._batcher = None
+        return kept
+
+    def borrow(self) -> Ticket:
+        if self._batcher is None:
+            raise Draining()  # the request's place is gone
+        return Ticket(self._batcher, counted=False)
 
 
 @dataclass(eq=False)  # hashed by identity: jobs are tracked in sets
@@ -99,6 +115,7 @@ class Batcher:
         self.queue: asyncio.Queue = asyncio.Queue()  # bounded by admission (tickets), not here
         self._pending = 0  # tickets out: requests admitted that the model has not started on
         self.accepting = False
+        self._stopped = False  # the drain has ended: nothing more is taken
         self._carry: Job | None = None  # taken from the queue but over the last batch's budget
         self._running: set[Job] = set()
         self._batches: set[asyncio.Task] = set()
@@ -132,8 +149,9 @@ class Batcher:
                stats: dict[str, Any] | None = None) -> asyncio.Future:
         """Queue one request (on its reserved `ticket`, or on a new one); its future resolves to
         the result. `stats` receives the request's queue_ms, compute_ms and batch_size. Raises
-        QueueFull or Draining."""
-        if not self.accepting:
+        QueueFull or Draining. While draining, work admitted before (it holds a ticket) is still
+        taken, until the drain ends."""
+        if self._stopped or (ticket is None and not self.accepting):
             if ticket:
                 ticket.release()
             self.metrics.rejected.labels(reason="draining").inc()
@@ -151,6 +169,7 @@ class Batcher:
         end = time.monotonic() + timeout
         while (self.depth() or self._running) and time.monotonic() < end:
             await asyncio.sleep(0.02)
+        self._stopped = True
         leftovers = list(self._running)  # read before cancelling: the batches clear it on exit
         for task in [self._task, *self._batches]:
             if task:

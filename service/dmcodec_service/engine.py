@@ -11,6 +11,7 @@ import numpy as np
 from dmcodec import Tokenizer, WindowPolicy
 from dmcodec.isolation import run_isolated
 from dmcodec.signals import speech_like
+from dmcodec.windows import Window
 
 from .settings import ServiceSettings
 
@@ -52,7 +53,9 @@ class Engine:
                 abandoned: Sequence[Callable[[], bool]]) -> list[Any]:
         """Run one group; results are per-item values or exceptions (one bad request fails alone).
         Requests abandoned meanwhile stop between windows."""
-        run = self._encode if op == "encode" else self._decode
+        operations: dict[str, Callable[[Hashable, Any], list[np.ndarray]]] = {
+            "encode": self._encode, "decode": self._decode, "decode_window": self._decode_window}
+        run = operations[op]
         return run_isolated(lambda items: run(key, items), list(zip(payloads, abandoned)))
 
     def close(self) -> None:
@@ -61,6 +64,10 @@ class Engine:
     def _encode(self, n_q: Hashable, items: Sequence[tuple[np.ndarray, Callable[[], bool]]]) -> list[np.ndarray]:
         assert isinstance(n_q, int)  # the encode route keys jobs by their number of levels
         return self.tokenizer.encode_arrays([clip for clip, _ in items], n_q, lambda i: items[i][1]())
+
+    def _decode_window(self, key: Hashable,
+                       items: Sequence[tuple[tuple[np.ndarray, Window], Callable[[], bool]]]) -> list[np.ndarray]:
+        return [self.tokenizer.decode_window(codes, window) for (codes, window), _ in items]
 
     def _decode(self, key: Hashable, items: Sequence[tuple[DecodeItem, Callable[[], bool]]]) -> list[np.ndarray]:
         return self.tokenizer.decode_many([(item.codes, item.num_samples) for item, _ in items],

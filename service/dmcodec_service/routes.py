@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import io
-from typing import Any, Optional
+from typing import Any, AsyncIterator, Optional
 
 import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from dmcodec.audio import wav_bytes
+from dmcodec.audio import pcm16, wav_bytes, wav_header
 from dmcodec.tokens import codes_to_uint16
+from dmcodec.windows import plan_windows
 
+from .batcher import Ticket
 from .errors import APIError
 from .inputs import NPY_TYPES, content_type, decode_upload, parse_tokens, read_upload
 from .schemas import DecodeRequest, EncodeResponse, ErrorResponse, InfoResponse
@@ -83,7 +85,9 @@ async def encode(request: Request,
                                                 "description": ".npy of [n_q, frames] integers"}}}}},
     dependencies=[Depends(require_api_key)], summary="Tokens -> audio")
 async def decode(request: Request,
-                 num_samples: Optional[int] = Query(None, ge=1, description="Output length (for .npy bodies).")):
+                 num_samples: Optional[int] = Query(None, ge=1, description="Output length (for .npy bodies)."),
+                 stream: bool = Query(False, description="Send the WAV header at once, then each window's audio "
+                                      "as soon as it is decoded.")):
     service = service_state(request)
     header = request.headers.get("x-dmcodec-num-samples")
     if num_samples is None and header:
@@ -91,21 +95,45 @@ async def decode(request: Request,
             raise APIError(422, "invalid_num_samples", "X-DMCodec-Num-Samples must be a positive integer")
         num_samples = int(header)
     tokenizer = service.engine.tokenizer
+    config = tokenizer.model.config
     with admitted(request) as ticket:
         body = await request.body()
         item = await run_in_threadpool(parse_tokens, body, content_type(request), num_samples,
-                                       service.engine.codec.sha256, tokenizer.model.config.n_q)
+                                       service.engine.codec.sha256, config.n_q)
         try:
             tokenizer.check_codes(item.codes, item.num_samples)
         except ValueError as err:
             raise APIError(422, "invalid_tokens", str(err)) from None
-        seconds = item.codes.shape[1] / tokenizer.model.config.frame_rate
+        frames = item.codes.shape[1]
+        seconds = frames / config.frame_rate
         if seconds > service.settings.max_audio_seconds:
-            raise APIError(413, "audio_too_long", f"{item.codes.shape[1]} frames is {seconds:.1f} s; "
+            raise APIError(413, "audio_too_long", f"{frames} frames is {seconds:.1f} s; "
                            f"the limit is {service.settings.max_audio_seconds:g} s")
+        if stream:
+            total = item.num_samples or frames * config.hop_length
+            return StreamingResponse(_stream_windows(request, item.codes, total, ticket.keep()), media_type="audio/wav",
+                                     headers={"X-DMCodec-Num-Samples": str(total)})
         audio = await run_job(request, "decode", item, seconds, item.codes.shape[0], ticket)
     body = await run_in_threadpool(wav_bytes, audio, tokenizer.sample_rate)
     return Response(body, media_type="audio/wav", headers={"X-DMCodec-Num-Samples": str(audio.size)})
+
+
+async def _stream_windows(request: Request, codes: np.ndarray, total: int, ticket: Ticket) -> AsyncIterator[bytes]:
+    """The WAV header, then the audio of each window of the plan, in order. The request keeps its
+    queue place until the last window; memory is one window's audio at a time."""
+    service = service_state(request)
+    tokenizer = service.engine.tokenizer
+    config = tokenizer.model.config
+    try:
+        yield wav_header(total, config.sample_rate)
+        remaining = total
+        for window in plan_windows(codes.shape[1], tokenizer.policy):
+            audio = await run_job(request, "decode_window", (codes, window), (window.stop - window.start) /
+                                  config.frame_rate, (codes.shape[0], window.outer_frames), ticket.borrow())
+            piece, remaining = audio[:remaining], remaining - min(remaining, audio.size)
+            yield pcm16(piece)
+    finally:
+        ticket.release()
 
 
 # The documented short names.

@@ -128,3 +128,22 @@ def test_sigterm_finishes_queued_work_then_exits(tiny_checkpoint, tmp_path):
         assert process.wait(30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once drained
     log = (tmp_path / "log").read_text()
     assert "draining" in log and "stopped" in log
+
+
+def test_a_long_streamed_decode_sends_audio_long_before_it_ends(small_checkpoint, tmp_path):
+    rng = np.random.default_rng(3)
+    tokens = {"codes": rng.integers(0, 1024, (8, 180 * 50)).tolist()}  # 3 minutes
+    with running_server(small_checkpoint, tmp_path / "log", max_audio_seconds=600) as (url, _):
+        started = time.monotonic()
+        first_audio = None
+        received = bytearray()
+        with httpx.stream("POST", f"{url}/v1/decode", params={"stream": "true"}, json=tokens, timeout=120) as response:
+            assert response.status_code == 200
+            for chunk in response.iter_bytes():
+                received += chunk
+                if first_audio is None and len(received) > 44:
+                    first_audio = time.monotonic() - started
+        total = time.monotonic() - started
+    # sample-for-sample equality with the whole WAV: tests/service/test_api.py
+    assert len(received) == 44 + 180 * 16000 * 2 and received[:4] == b"RIFF"
+    assert first_audio < total / 3, f"first audio after {first_audio:.1f} s of {total:.1f} s"

@@ -176,3 +176,16 @@ def test_browser_and_phone_recordings_are_accepted(service, name):
     assert abs(tokens["num_samples"] - 1.6 * 16000) < 0.06 * 16000 and tokens["n_q"] == 8
     raw = service.post("/v1/encode", content=data, headers={"content-type": f"audio/{container}"})
     assert raw.json()["codes"] == tokens["codes"]
+
+
+def test_streamed_decode_sends_the_same_wav_window_by_window(tiny_checkpoint):
+    with in_process_service(tiny_checkpoint, window_frames=60, context_frames=10) as service:
+        tokens = service.post("/v1/encode", files={"file": ("a.wav", float_wav(speech_like(4.1, seed=6)))}).json()
+        whole = service.post("/v1/decode", json=tokens)
+        streamed = service.post("/v1/decode", params={"stream": "true"}, json=tokens)
+        with DMCodecClient(http=service) as client:
+            chunks = list(client.decode_stream(tokens))
+            audio = client.decode(tokens)
+    assert streamed.status_code == 200 and streamed.content == whole.content
+    assert streamed.headers["x-dmcodec-num-samples"] == str(tokens["num_samples"])
+    assert len(chunks) == 6 and np.array_equal(np.concatenate(chunks), audio)  # 205 frames in windows of 40

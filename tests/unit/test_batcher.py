@@ -195,17 +195,37 @@ def test_admission_reserves_places_before_any_work_and_frees_them_when_the_model
         running = batcher.submit("encode", "a", audio_seconds=1, deadline=far(), ticket=first)
         await asyncio.sleep(0.1)  # the batch has started: its place is free again
         assert batcher.depth() == 0
-        third = batcher.reserve()
+        third, fourth = batcher.reserve(), batcher.reserve()
         model.release.set()
         result = await running
-        batcher.accepting = False
+        batcher.accepting = False  # draining: no new places, but admitted work is still taken
         with pytest.raises(Draining):
-            batcher.submit("encode", "b", audio_seconds=1, deadline=far(), ticket=third)
-        assert batcher.depth() == 0  # a refused submission gives its place back
+            batcher.reserve()
+        late = await batcher.submit("encode", "b", audio_seconds=1, deadline=far(), ticket=third)
         await batcher.drain(1)
-        return result
+        with pytest.raises(Draining):  # the drain has ended: nothing is taken any more
+            batcher.submit("encode", "c", audio_seconds=1, deadline=far(), ticket=fourth)
+        assert batcher.depth() == 0  # a refused submission gives its place back
+        return result, late
 
-    assert run(scenario()) == "encode:a"
+    assert run(scenario()) == ("encode:a", "encode:b")
+
+
+def test_a_request_of_several_jobs_holds_one_place_until_it_ends():
+    async def scenario():
+        batcher = make(Recorder(), max_queue_size=1, max_batch_size=1, max_wait_s=0)
+        await batcher.start()
+        stream = batcher.reserve()
+        results = [await batcher.submit("decode_window", i, audio_seconds=1, deadline=far(), ticket=stream.borrow())
+                   for i in range(3)]
+        with pytest.raises(QueueFull):  # its place stays taken between its jobs
+            batcher.reserve()
+        stream.release()
+        batcher.reserve().release()
+        await batcher.drain(1)
+        return results
+
+    assert run(scenario()) == ["decode_window:0", "decode_window:1", "decode_window:2"]
 
 
 def test_a_request_whose_deadline_passes_while_it_computes_gets_no_result():

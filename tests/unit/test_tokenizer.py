@@ -8,6 +8,7 @@ from helpers import clips
 
 from dmcodec import Tokenizer, WindowPolicy, load_checkpoint
 from dmcodec.audio import AudioError
+from dmcodec.signals import speech_like
 from dmcodec.windows import plan_windows
 
 
@@ -110,3 +111,12 @@ def test_metadata_describes_the_codes(small_tokenizer, small_checkpoint):
     assert data["codebook_size"] == 1024 and data["frame_rate"] == 50 and data["num_samples"] == 8000
     assert data["model"]["sha256"] == load_checkpoint(small_checkpoint).sha256
     assert data["windowing"] == {"window_frames": 1000, "context_frames": 50, "batch_size": 1, "intra_op_threads": 1}
+
+
+def test_decoding_window_by_window_gives_the_samples_of_decoding_whole(small_checkpoint):
+    policy = WindowPolicy(window_frames=100, context_frames=20)
+    with Tokenizer.from_pretrained(small_checkpoint, policy=policy) as tokenizer:
+        codes = tokenizer.encode_arrays([speech_like(7.3, seed=31)])[0]
+        pieces = [tokenizer.decode_window(codes, w) for w in plan_windows(codes.shape[1], policy)]
+        assert len(pieces) > 4
+        assert np.array_equal(np.concatenate(pieces), tokenizer.decode(codes))
