@@ -8,6 +8,7 @@ two ratios measured in the same run:
   c16 / c1          batching and concurrency over one request at a time - must be >= 1.0
 
     python bench/service_load.py [--checkpoint DIR] [--seconds 20] [--levels 1 4 16 64]
+    python bench/service_load.py --observability   # JSON logs + tracing vs plain, at c16
 """
 
 from __future__ import annotations
@@ -92,7 +93,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0, help="window workers (0: cores / threads per window)")
     parser.add_argument("--threads-per-window", type=int, default=1)
     parser.add_argument("--backends", default="torch", help="comma-separated: torch, onnxruntime (one server each)")
+    parser.add_argument("--observability", action="store_true", help="instead: the cost of JSON logs plus tracing "
+                        "(OpenTelemetry, console exporter) at concurrency 16, A/B rounds against a plain server")
     args = parser.parse_args()
+    if args.observability:
+        return observability_overhead(args)
     checkpoint = resolve_checkpoint(args.checkpoint)
     arrays = [speech_like(args.clip_seconds, seed=i) for i in range(16)]
     clips = [wav_bytes(a, 16000) for a in arrays]
@@ -115,6 +120,27 @@ def main() -> None:
                       for a, b in zip(results[first]["levels"], results[other]["levels"])}
             print(f"{other} / {first} audio s/s by concurrency: {ratios}")
     print(json.dumps(results))
+
+
+def observability_overhead(args, rounds: int = 3) -> None:
+    """Alternating rounds on two servers, plain and observed, so that drift of this shared
+    machine falls on both alike; prints each round and the ratio of the totals."""
+    checkpoint = resolve_checkpoint(args.checkpoint)
+    clips = [wav_bytes(speech_like(args.clip_seconds, seed=i), 16000) for i in range(16)]
+    common = dict(workers=args.workers, max_queue_size=256, max_batch_size=16, max_wait_ms=5)
+    totals = {"plain": 0.0, "observed": 0.0}
+    with tempfile.TemporaryDirectory() as tmp, \
+            local_server(checkpoint, Path(tmp) / "plain.log", **common) as (plain, _), \
+            local_server(checkpoint, Path(tmp) / "observed.log", env={"OTEL_TRACES_EXPORTER": "console"},
+                         log_format="json", **common) as (observed, _):
+        for index in range(rounds):
+            for name, url in (("plain", plain), ("observed", observed))[:: 1 if index % 2 == 0 else -1]:
+                row = asyncio.run(load(url, clips, args.clip_seconds, 16, args.seconds))
+                totals[name] += row["audio_s_per_s"]
+                print(f"round {index} {name:>8}: {row['audio_s_per_s']} audio s/s, p95 {row['p95_s']} s")
+        spans = sum(line.count('"trace_id"') for line in (Path(tmp) / "observed.log").open())
+    print(f"observed / plain throughput at c16 = {totals['observed'] / totals['plain']:.3f} "
+          f"(overhead {100 * (1 - totals['observed'] / totals['plain']):.1f}%; {spans} spans exported)")
 
 
 def report(backend: str, checkpoint: Path, args, reference: float, rows: list[dict]) -> None:

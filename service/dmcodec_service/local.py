@@ -23,16 +23,16 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def local_server(checkpoint: Optional[Path], log_path: Path, ready_timeout: float = 180,
-                 python: str = sys.executable, port: Optional[int] = None,
+                 python: str = sys.executable, port: Optional[int] = None, env: Optional[dict[str, str]] = None,
                  **settings) -> Iterator[tuple[str, subprocess.Popen]]:
     """Start `python -m dmcodec_service` on `port` (default: a free one) and wait until it is ready.
 
     Yields (base URL, process); on exit sends SIGTERM (the service drains) and waits.
-    `python` is the interpreter whose environment runs it. Keyword settings become
-    DMCODEC_<NAME> environment variables.
+    `python` is the interpreter whose environment runs it; `env` adds variables to this
+    process's (e.g. OTEL_*). Keyword settings become DMCODEC_<NAME> environment variables.
     """
     port = port or free_port()
-    env = {**os.environ, "DMCODEC_PORT": str(port), "DMCODEC_HOST": "127.0.0.1"}
+    env = {**os.environ, **(env or {}), "DMCODEC_PORT": str(port), "DMCODEC_HOST": "127.0.0.1"}
     if checkpoint:
         env["DMCODEC_CHECKPOINT"] = str(checkpoint)
     env.update({f"DMCODEC_{k.upper()}": str(v) for k, v in settings.items()})
