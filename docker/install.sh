@@ -2,16 +2,16 @@
 # Builds the service's Python environment: the Dockerfile runs this, and so does a test, so
 # that what the image installs is checked on machines without a container engine.
 #   VENV             where to create the environment (default /opt/venv)
-#   TORCH_INDEX_URL  where torch==2.13.0 comes from (a CPU or CUDA wheel index); unset: pip's default
+#   TORCH_INDEX_URL  where torch (the version in constraints.txt) comes from (a CPU or CUDA wheel index); unset: pip's default
 set -euo pipefail
 src="$(cd "$(dirname "$0")/.." && pwd)"
 venv="${VENV:-/opt/venv}"
 python3 -m venv "$venv"
 pip=("$venv/bin/python" -m pip install --no-cache-dir --disable-pip-version-check --quiet)
 if [ -n "${TORCH_INDEX_URL:-}" ]; then
-    "${pip[@]}" --index-url "$TORCH_INDEX_URL" torch==2.13.0
+    "${pip[@]}" --index-url "$TORCH_INDEX_URL" -c "$src/constraints.txt" torch
 fi
-"${pip[@]}" "$src[serve]"
+"${pip[@]}" -c "$src/constraints.txt" "$src[serve]"
 # The trained default checkpoint ships inside the package: check that the install found it.
 "$venv/bin/python" -c \
     "from dmcodec.defaults import resolve_checkpoint; print('default checkpoint:', resolve_checkpoint())"

@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[serve]'
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[serve]'
 exec .venv/bin/dmcodec-serve

@@ -49,7 +49,8 @@ PrecisionOption = typer.Option("fp32", help="fp32; opt-in: tf32/bf16/fp16 (torch
 def encode(
     inputs: list[Path] = typer.Argument(..., help="Audio files or directories (searched recursively)."),
     output: Path = typer.Option(..., "--output", "-o", help="Token file (one input) or directory."),
-    fmt: str = typer.Option("json", "--format", "-f", help="json (codes + metadata) or npy (uint16 codes; "
+    fmt: str = typer.Option("json", "--format", "-f", help="json (codes + metadata), npz (uint16 codes + "
+                            "metadata, num_samples and the model's sha256 among them) or npy (uint16 codes; "
                             "metadata in index.jsonl)."),
     n_q: Optional[int] = typer.Option(None, "--n-q", help="Quantizer levels to keep (default: all)."),
     checkpoint: Optional[Path] = CheckpointOption,
@@ -61,8 +62,8 @@ def encode(
     from .audio import AudioError, find_audio_files
     from .tokens import save_tokens
 
-    if fmt not in ("json", "npy"):
-        _fail(f"--format must be json or npy, got {fmt!r}")
+    if fmt not in ("json", "npz", "npy"):
+        _fail(f"--format must be json, npz or npy, got {fmt!r}")
     jobs: list[tuple[Path, Path]] = []
     for item in inputs:
         if item.is_dir():
@@ -73,7 +74,7 @@ def encode(
             _fail(f"{item}: no such file or directory")
     if not jobs:
         _fail("no audio files found")
-    single = len(jobs) == 1 and not inputs[0].is_dir() and output.suffix in (".json", ".npy")
+    single = len(jobs) == 1 and not inputs[0].is_dir() and output.suffix in (".json", ".npz", ".npy")
     tokenizer = _tokenizer(checkpoint, device, backend, precision)
     if n_q is not None and not 1 <= n_q <= tokenizer.model.config.n_q:
         _fail(f"--n-q must be in 1..{tokenizer.model.config.n_q}")
@@ -101,9 +102,10 @@ def encode(
 
 @app.command()
 def decode(
-    tokens: Path = typer.Argument(..., help="A .json or .npy token file."),
+    tokens: Path = typer.Argument(..., help="A .json, .npz or .npy token file."),
     output: Path = typer.Option(..., "--output", "-o", help="WAV file to write."),
-    num_samples: Optional[int] = typer.Option(None, help="Output length (a .npy file does not record it)."),
+    num_samples: Optional[int] = typer.Option(None, help="Output length (.json and .npz files record it; a bare "
+                                              ".npy does not: see its index.jsonl)."),
     checkpoint: Optional[Path] = CheckpointOption,
     device: str = typer.Option("cpu"),
     backend: str = BackendOption,
@@ -111,13 +113,17 @@ def decode(
 ) -> None:
     """Decode tokens to a WAV file at the model's sample rate."""
     from .audio import write_wav
-    from .tokens import load_tokens
+    from .tokens import load_tokens, made_by
 
     try:
         codes, recorded = load_tokens(tokens)
     except ValueError as err:
         _fail(str(err))
     tokenizer = _tokenizer(checkpoint, device, backend, precision)
+    maker = made_by(tokens)
+    if maker and maker != tokenizer.codec.sha256:
+        _fail(f"{tokens}: made by model {maker[:12]}...; this checkpoint is {tokenizer.codec.sha256[:12]}... "
+              "(codes of one model mean nothing to another)")
     try:
         audio = tokenizer.decode(codes, num_samples or recorded)
     except ValueError as err:

@@ -1,4 +1,4 @@
-"""Tokens and their metadata: one schema, rendered the same way everywhere.
+"""Tokens and their metadata: one schema, rendered the same way everywhere, and token files.
 
 The flat field names below are the schema (see docs/tokens.md). They are the keys of `.npy`
 side indexes, the Parquet and Ray columns of bulk jobs, and, as `X-DMCodec-<Name>` headers,
@@ -117,19 +117,27 @@ def codes_to_uint16(codes: np.ndarray) -> np.ndarray:
 
 
 def save_tokens(path: str | Path, encoded: EncodedAudio) -> None:
-    """`.npy`: the codes alone as uint16 (the metadata go to a side index); anything else: JSON."""
+    """By the suffix: `.npz`, the codes (uint16) with every metadata field as its own array;
+    `.npy`, the codes alone (the metadata go to a side index); anything else, JSON."""
     path = Path(path)
-    if path.suffix == ".npy":
+    if path.suffix == ".npz":
+        fields_ = {name: np.asarray(value) for name, value in encoded.metadata.flat().items()}
+        np.savez(path, codes=codes_to_uint16(encoded.codes), **fields_)
+    elif path.suffix == ".npy":
         np.save(path, codes_to_uint16(encoded.codes))
     else:
         path.write_text(json.dumps(encoded.to_json()))
 
 
 def load_tokens(path: str | Path) -> tuple[np.ndarray, int | None]:
-    """Read a token file -> (codes [n_q, frames] int64, num_samples or None for `.npy`)."""
+    """Read a token file -> (codes [n_q, frames] int64, num_samples or None for a bare `.npy`)."""
     path = Path(path)
     try:
-        if path.suffix == ".npy":
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                codes = archive["codes"]
+                num_samples = int(archive["num_samples"]) if "num_samples" in archive else None
+        elif path.suffix == ".npy":
             codes = np.load(path, allow_pickle=False)
             num_samples = None
         else:
@@ -138,8 +146,23 @@ def load_tokens(path: str | Path) -> tuple[np.ndarray, int | None]:
                 raise ValueError("expected a JSON object with a 'codes' field")
             codes = np.asarray(data["codes"])
             num_samples = data.get("num_samples")
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, KeyError) as err:
         raise ValueError(f"{path}: not a readable token file ({err})") from err
     if codes.dtype.kind not in "iu":
         raise ValueError(f"{path}: codes must be integers, got {codes.dtype}")
     return codes.astype(np.int64), num_samples
+
+
+def made_by(path: str | Path) -> str | None:
+    """The sha256 of the model that made a `.npz` or `.json` token file, when it says."""
+    path = Path(path)
+    try:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                return str(archive["model_sha256"]) if "model_sha256" in archive else None
+        if path.suffix == ".json":
+            model = json.loads(path.read_text()).get("model") or {}
+            return model.get("sha256") if isinstance(model, dict) else None
+    except (OSError, ValueError, AttributeError):
+        return None
+    return None

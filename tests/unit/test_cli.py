@@ -77,3 +77,17 @@ def test_encode_errors_are_clear(tiny_checkpoint, tmp_path):
         assert result.exit_code == 2 and "not a readable audio file" in result.stderr
     missing = dmcodec("encode", tmp_path / "nope.wav", "-o", tmp_path / "t.json", check=False)
     assert missing.exit_code == 2 and "no such file" in missing.stderr
+
+
+def test_npz_token_files_keep_length_and_model_and_decode_exactly(tiny_checkpoint, small_checkpoint, wav_dir, tmp_path):
+    tokens = tmp_path / "clip.npz"
+    dmcodec("encode", wav_dir / "clip3.wav", "-o", tokens, "-c", tiny_checkpoint)
+    with np.load(tokens, allow_pickle=False) as archive:
+        assert archive["codes"].dtype == np.uint16 and archive["codes"].shape[0] == 8
+        num_samples = int(archive["num_samples"])
+        assert num_samples == sf.info(wav_dir / "clip3.wav").frames and len(str(archive["model_sha256"])) == 64
+    out = tmp_path / "clip.wav"
+    dmcodec("decode", tokens, "-o", out, "-c", tiny_checkpoint)
+    assert sf.info(out).frames == num_samples  # the exact length, without --num-samples
+    other = dmcodec("decode", tokens, "-o", out, "-c", small_checkpoint, check=False)
+    assert other.exit_code == 2 and "made by model" in other.stderr
