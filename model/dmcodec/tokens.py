@@ -121,8 +121,8 @@ def save_tokens(path: str | Path, encoded: EncodedAudio) -> None:
     `.npy`, the codes alone (the metadata go to a side index); anything else, JSON."""
     path = Path(path)
     if path.suffix == ".npz":
-        fields_ = {name: np.asarray(value) for name, value in encoded.metadata.flat().items()}
-        np.savez(path, codes=codes_to_uint16(encoded.codes), **fields_)
+        arrays: dict[str, Any] = {name: np.asarray(value) for name, value in encoded.metadata.flat().items()}
+        np.savez(path, codes=codes_to_uint16(encoded.codes), **arrays)
     elif path.suffix == ".npy":
         np.save(path, codes_to_uint16(encoded.codes))
     else:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import tomllib
-
 import torch
 from helpers import REPO
 from packaging.requirements import Requirement
