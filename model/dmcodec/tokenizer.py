@@ -180,6 +180,57 @@ class Tokenizer:
         codes = self.encode_arrays(clips, n_q)
         return [self.wrap(c, clip.size) for c, clip in zip(codes, clips)]
 
+    def encode_batch(self, wav: torch.Tensor, lengths: Optional[torch.Tensor | Sequence[int]] = None,
+                     n_q: Optional[int] = None, pad_value: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """A training loop's batch -> codes, each clip's exactly as if it were encoded alone.
+
+        Args:
+            wav: [B, T] or [B, 1, T] float, at the model's sample rate, on any device.
+            lengths: valid samples per clip [B] (default: all T); what lies beyond is ignored.
+            n_q: levels to return (default: all).
+            pad_value: the code written past each clip's last frame.
+        Returns:
+            codes: LongTensor [B, n_q, F] (F = the longest clip's frames), on the model's device.
+            frame_lengths: LongTensor [B], ceil(length / hop_length) per clip.
+        """
+        clips = self._rows(wav, lengths)
+        encoded = self.encode_arrays(clips, n_q)
+        frames = [c.shape[1] for c in encoded]
+        out = torch.full((len(clips), encoded[0].shape[0], max(frames)), pad_value, dtype=torch.long)
+        for row, codes in enumerate(encoded):
+            out[row, :, : codes.shape[1]] = torch.from_numpy(codes)
+        return out.to(self.device), torch.tensor(frames, dtype=torch.long, device=self.device)
+
+    def decode_batch(self, codes: torch.Tensor, frame_lengths: Optional[torch.Tensor | Sequence[int]] = None,
+                     num_samples: Optional[torch.Tensor | Sequence[int]] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Codes [B, n_q, F] -> (wav FloatTensor [B, T], lengths LongTensor [B]) on the model's device,
+        each clip decoded exactly as alone. Clip b is frame_lengths[b] frames long (default F) and
+        num_samples[b] samples (default frame_lengths[b] * hop_length); T is the longest; the rest
+        of each row is zeros."""
+        if codes.ndim != 3:
+            raise ValueError(f"expected codes [B, n_q, F], got {tuple(codes.shape)}")
+        batch, _, width = codes.shape
+        frames = [width] * batch if frame_lengths is None else [int(f) for f in frame_lengths]
+        samples = [None] * batch if num_samples is None else [int(n) for n in num_samples]
+        array = codes.detach().cpu().numpy()
+        audio = self.decode_many([(array[b, :, : frames[b]], samples[b]) for b in range(batch)])
+        out = torch.zeros(batch, max(a.size for a in audio))
+        for row, clip in enumerate(audio):
+            out[row, : clip.size] = torch.from_numpy(clip)
+        return out.to(self.device), torch.tensor([a.size for a in audio], dtype=torch.long, device=self.device)
+
+    @staticmethod
+    def _rows(wav: torch.Tensor, lengths: Optional[torch.Tensor | Sequence[int]]) -> list[np.ndarray]:
+        if wav.ndim == 3 and wav.shape[1] == 1:
+            wav = wav[:, 0]
+        if wav.ndim != 2:
+            raise ValueError(f"expected wav [B, T] or [B, 1, T], got {tuple(wav.shape)}")
+        array = wav.detach().float().cpu().numpy()
+        sizes = [array.shape[1]] * array.shape[0] if lengths is None else [int(n) for n in lengths]
+        if len(sizes) != array.shape[0] or not all(0 < n <= array.shape[1] for n in sizes):
+            raise ValueError(f"lengths must be {array.shape[0]} values in 1..{array.shape[1]}")
+        return [array[row, :n] for row, n in enumerate(sizes)]
+
     def load(self, source: AudioSource | np.ndarray, sample_rate: Optional[int] = None) -> np.ndarray:
         """Any supported input -> mono float32 at the model's rate."""
         if isinstance(source, np.ndarray):

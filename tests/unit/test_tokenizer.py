@@ -120,3 +120,25 @@ def test_decoding_window_by_window_gives_the_samples_of_decoding_whole(small_che
         pieces = [tokenizer.decode_window(codes, w) for w in plan_windows(codes.shape[1], policy)]
         assert len(pieces) > 4
         assert np.array_equal(np.concatenate(pieces), tokenizer.decode(codes))
+
+
+def test_batch_first_api_gives_each_clip_the_codes_and_audio_it_has_alone(small_tokenizer):
+    clips = [speech_like(s, seed=70 + i) for i, s in enumerate((1.3, 2.6, 0.45))]
+    lengths = [c.size for c in clips]
+    wav = torch.zeros(3, 1, max(lengths))
+    for row, clip in enumerate(clips):
+        wav[row, 0, : clip.size] = torch.from_numpy(clip)
+        wav[row, 0, clip.size :] = 0.5  # what lies past a clip's length must not matter
+    codes, frame_lengths = small_tokenizer.encode_batch(wav, torch.tensor(lengths), n_q=4, pad_value=-1)
+    assert codes.dtype == torch.long and codes.shape == (3, 4, 130) and frame_lengths.tolist() == [65, 130, 23]
+    for row, clip in enumerate(clips):
+        alone = small_tokenizer.encode_arrays([clip], 4)[0]
+        assert torch.equal(codes[row, :, : frame_lengths[row]], torch.from_numpy(alone))
+        assert (codes[row, :, frame_lengths[row] :] == -1).all()
+    audio, audio_lengths = small_tokenizer.decode_batch(codes.clamp(min=0), frame_lengths, lengths)
+    assert audio.shape == (3, max(lengths)) and audio_lengths.tolist() == lengths
+    for row, clip in enumerate(clips):
+        alone = small_tokenizer.decode(codes[row, :, : frame_lengths[row]].numpy(), clip.size)
+        assert np.array_equal(audio[row, : clip.size].numpy(), alone) and (audio[row, clip.size :] == 0).all()
+    with pytest.raises(ValueError, match="lengths"):
+        small_tokenizer.encode_batch(wav[:, 0], [10, 20])
