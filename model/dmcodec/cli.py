@@ -209,7 +209,8 @@ def init(
 @app.command()
 def bulk(
     source: Path = typer.Argument(..., help="A folder of audio, or a .jsonl/.csv/.parquet manifest with a 'path' "
-                                  "column (and optional 'id')."),
+                                  "column, an optional 'id', optional 'start'/'end' (seconds, a segment) and "
+                                  "any other columns (copied to the output rows)."),
     output: Path = typer.Option(..., "--output", "-o", help="Output folder: shard-*.parquet, failures.jsonl, "
                                 "summary.json. Re-running resumes."),
     engine: str = typer.Option("local", help="local (model in this process), server (a running service) or ray."),
@@ -227,13 +228,15 @@ def bulk(
     """Tokenize a corpus into Parquet shards: resumable, failures recorded per file."""
     try:
         from .bulk import JobLocked, LocalEngine, ServerEngine, ShardStore, read_items, run
+        from .bulk.manifest import extra_schema
+        from .bulk.store import OUTPUT_COLUMNS
     except ImportError as err:
         _fail(f"bulk needs the 'bulk' extra ({err}); pip install 'dmcodec[bulk]'")
     if engine not in ("local", "server", "ray"):
         _fail(f"--engine must be local, server or ray, got {engine!r}")
     try:
         items = read_items(source)
-        store = ShardStore(output, webdataset=webdataset)
+        store = ShardStore(output, webdataset=webdataset, extra=extra_schema(source, items, OUTPUT_COLUMNS))
     except (ValueError, JobLocked) as err:
         _fail(str(err))
     with store:

@@ -10,14 +10,19 @@ import re
 
 import httpx
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import soundfile as sf
 from helpers import check_bulk_output, expected_bulk_codes
 
 from dmcodec import Tokenizer
+from dmcodec.audio import load_audio, write_wav
 from dmcodec.bulk import Item, JobLocked, LocalEngine, ServerEngine, ShardStore, read_items, run
-from dmcodec.bulk.store import webdataset_key
+from dmcodec.bulk.manifest import extra_schema
+from dmcodec.bulk.store import OUTPUT_COLUMNS, webdataset_key
 from dmcodec.client import AsyncDMCodecClient
+from dmcodec.signals import speech_like
 from dmcodec.tokens import TokenMetadata
 
 
@@ -116,3 +121,40 @@ def test_server_engine_retries_once_per_policy_and_leaves_transient_failures_for
     assert calls == {"ok.wav": 1, "flaky.wav": 3, "busy.wav": 4, "bad.wav": 1}  # no nested retries
     assert summary["written"] == 2 and summary["failed"] == 1 and summary["retry_next_run"] == 1
     assert set(store.failed) == {"bad.wav"}  # busy.wav is not recorded: the next run tries it again
+
+
+def test_manifest_columns_pass_through_with_their_types_and_segments_are_cut(tiny_checkpoint, tmp_path):
+    long = tmp_path / "long.wav"
+    write_wav(long, speech_like(12.0, 16000, seed=40), 16000)
+    short = tmp_path / "short.flac"
+    sf.write(short, speech_like(2.0, 22050, seed=41), 22050)
+    rows = [{"id": f"seg{i}", "path": "long.wav", "start": 2.0 * i, "end": 2.0 * i + 1.5, "text": f"words {i}",
+             "speaker": "s1", "score": np.int32(i), "tags": ["a", "b"][: i % 3]} for i in range(5)]
+    rows.append({"id": "whole", "path": "short.flac", "start": None, "end": None, "text": "all of it",
+                 "speaker": "s2", "score": np.int32(9), "tags": []})
+    rows.append({"id": "past", "path": "long.wav", "start": 11.0, "end": 13.0, "text": "", "speaker": "s1",
+                 "score": np.int32(0), "tags": []})
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "m.parquet")
+    items = read_items(tmp_path / "m.parquet")
+    assert items[1].start == 2.0 and items[1].duration_s == 1.5 and items[5].duration_s == pytest.approx(2.0)
+    tokenizer = Tokenizer.from_pretrained(tiny_checkpoint)
+    engine = LocalEngine(tokenizer, batch_size=3)
+    reads = []
+    load = engine.recordings.load
+    engine.recordings.load = lambda path: reads.append(path) or load(path)
+    with ShardStore(tmp_path / "out", extra=extra_schema(tmp_path / "m.parquet", items, OUTPUT_COLUMNS)) as store:
+        summary = run(items, store, engine, shard_size=4, progress=False)
+    assert summary["written"] == 6 and set(store.failed) == {"past"} and "beyond" in store.failed["past"]
+    assert sorted(reads) == sorted({str(tmp_path / "long.wav"), str(tmp_path / "short.flac")})  # each read once
+    table = pa.concat_tables(pq.read_table(p) for p in sorted((tmp_path / "out").glob("shard-*.parquet")))
+    assert table.schema.field("score").type == pa.int32() and table.schema.field("tags").type == pa.list_(pa.string())
+    out = {r["id"]: r for r in table.to_pylist()}
+    whole = load_audio(long, 16000)[0]
+    for i in range(5):
+        expected = tokenizer.encode_arrays([whole[32000 * i : 32000 * i + 24000]])[0]
+        assert np.array_equal(np.array(out[f"seg{i}"]["codes"]), expected)
+        assert out[f"seg{i}"]["text"] == f"words {i}" and out[f"seg{i}"]["start"] == 2.0 * i
+        assert out[f"seg{i}"]["num_samples"] == 24000
+    assert out["whole"]["speaker"] == "s2" and out["whole"]["start"] is None
+    with pytest.raises(ValueError, match="clash"):
+        extra_schema("m.jsonl", [Item("a", "a.wav", 1.0, extra={"n_q": 3})], OUTPUT_COLUMNS)

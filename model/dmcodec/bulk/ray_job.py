@@ -35,7 +35,8 @@ class _EncoderActor:
         self.engine = LocalEngine(Tokenizer.from_pretrained(checkpoint, policy=WindowPolicy(workers=threads)), n_q)
 
     def __call__(self, batch: dict) -> dict:
-        items = [Item(str(i), str(p), float(d)) for i, p, d in zip(batch["id"], batch["path"], batch["duration_s"])]
+        columns = zip(batch["id"], batch["path"], batch["duration_s"], batch["start"], batch["end"])
+        items = [Item(str(i), str(p), float(d), _seconds(s), _seconds(e)) for i, p, d, s, e in columns]
         # Flat columns (codes as uint16 bytes) travel through Arrow blocks unchanged.
         out: dict[str, list] = {name: [] for name in _COLUMNS}
         for item, result in zip(items, self.engine.encode(items)):
@@ -55,10 +56,14 @@ _COLUMNS = ("id", "path", "error", "codes", *_METADATA)
 _EMPTY = {"codes": b"", **{f.name: {"int": 0, "float": 0.0, "str": ""}[str(f.type)] for f in fields(TokenMetadata)}}
 
 
-def _row(record: dict) -> dict:
+def _seconds(value: float) -> Optional[float]:
+    return None if value < 0 else float(value)  # -1: no segment bound (Arrow columns hold no None here)
+
+
+def _row(record: dict, item: Item) -> dict:
     metadata = TokenMetadata.from_flat(record)
     codes = np.frombuffer(record["codes"], dtype=np.uint16).reshape(metadata.n_q, metadata.frames)
-    return row(str(record["id"]), str(record["path"]), codes, metadata)
+    return row(item, codes, metadata)
 
 
 def run_ray(items: Sequence[Item], store: ShardStore, checkpoint: str | Path, *, n_q: Optional[int] = None,
@@ -72,8 +77,10 @@ def run_ray(items: Sequence[Item], store: ShardStore, checkpoint: str | Path, *,
     start = time.monotonic()
     audio_s = 0.0
     if todo:
-        dataset = ray.data.from_items([{"id": i.id, "path": i.path, "duration_s": i.duration_s or 0.0}
-                                       for i in todo])
+        by_id = {item.id: item for item in todo}  # manifest columns join the rows here, not in the actors
+        dataset = ray.data.from_items([{"id": i.id, "path": i.path, "duration_s": i.duration_s or 0.0,
+                                        "start": -1.0 if i.start is None else i.start,
+                                        "end": -1.0 if i.end is None else i.end} for i in todo])
         results = dataset.map_batches(_EncoderActor, fn_constructor_args=(str(checkpoint), n_q, cpus_per_actor),
                                       batch_size=batch_size, concurrency=actors, num_cpus=cpus_per_actor)
         # Results stream back in blocks; shards are written here so that a killed job leaves
@@ -83,7 +90,7 @@ def run_ray(items: Sequence[Item], store: ShardStore, checkpoint: str | Path, *,
             if record["error"]:
                 store.record_failure(str(record["id"]), str(record["path"]), str(record["error"]))
                 continue
-            rows.append(_row(record))
+            rows.append(_row(record, by_id[str(record["id"])]))
             audio_s += rows[-1]["duration_s"]
             if len(rows) >= shard_size:
                 store.write_shard(rows)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Optional, Protocol, Sequence, Union
+from typing import Any, Callable, Optional, Protocol, Sequence, Union
 
 import httpx
 import numpy as np
 from tqdm import tqdm
 
+from ..audio import load_audio
 from ..client import AsyncDMCodecClient, ServiceError
 from ..isolation import run_isolated
 from ..tokens import TokenMetadata
@@ -26,25 +27,48 @@ class Engine(Protocol):
         """One row (see store.row) or the exception, per item."""
 
 
+class Recordings:
+    """Audio of items at the model's rate: a segment is cut from its recording, and the last
+    recording read is kept, so that many segments of one long recording (which `pending`
+    brings together) read it once."""
+
+    def __init__(self, load: Callable[[str], np.ndarray], rate: int):
+        self.load, self.rate = load, rate
+        self._last: tuple[str, np.ndarray] | None = None
+
+    def audio(self, item: Item) -> np.ndarray:
+        if self._last is None or self._last[0] != item.path:
+            self._last = (item.path, self.load(item.path))
+        samples = self._last[1]
+        if item.start is None and item.end is None:
+            return samples
+        first = round((item.start or 0.0) * self.rate)
+        last = samples.size if item.end is None else round(item.end * self.rate)
+        if last > samples.size or first >= last:
+            raise ValueError(f"segment {item.start or 0.0:g}-{item.end if item.end is not None else 'end'} s lies "
+                             f"beyond the {samples.size / self.rate:.2f} s recording")
+        return samples[first:last]
+
+
 class LocalEngine:
     """The model in this process, through the batch-invariant tokenizer."""
 
     def __init__(self, tokenizer, n_q: Optional[int] = None, batch_size: int = 16):
         self.tokenizer, self.n_q, self.batch_size = tokenizer, n_q, batch_size
+        self.recordings = Recordings(tokenizer.load, tokenizer.sample_rate)
 
     def encode(self, items: Sequence[Item]) -> list[Result]:
         results: dict[int, Result] = {}
         loaded: dict[int, np.ndarray] = {}
         for index, item in enumerate(items):
             try:
-                loaded[index] = self.tokenizer.load(item.path)
+                loaded[index] = self.recordings.audio(item)
             except (ValueError, OSError) as err:
                 results[index] = err
         encoded = run_isolated(lambda clips: self.tokenizer.encode_arrays(clips, self.n_q), list(loaded.values()))
         for (index, clip), codes in zip(loaded.items(), encoded):
-            item = items[index]
             results[index] = codes if isinstance(codes, Exception) else \
-                row(item.id, item.path, codes, self.tokenizer.metadata(codes, clip.size))
+                row(items[index], codes, self.tokenizer.metadata(codes, clip.size))
         return [results[index] for index in range(len(items))]
 
 
@@ -66,14 +90,15 @@ class ServerEngine:
         self._loop = asyncio.new_event_loop()
         self._limit = asyncio.Semaphore(concurrency)
         self._client = AsyncDMCodecClient(url, api_key=api_key, max_connections=concurrency, max_retries=0)
+        self.recordings: Optional[Recordings] = None  # made at the first segment, at the service's rate
 
     async def _one(self, item: Item) -> Result:
         async with self._limit:
             for attempt in range(self.retries + 1):
                 wait = min(30.0, self.backoff_s * 2**attempt)
                 try:
-                    answer = await self._client.encode(item.path, n_q=self.n_q, npy=True)
-                    return row(item.id, item.path, np.asarray(answer["codes"]), TokenMetadata.from_flat(answer))
+                    answer = await self._client.encode(*await self._audio(item), n_q=self.n_q, npy=True)
+                    return row(item, np.asarray(answer["codes"]), TokenMetadata.from_flat(answer))
                 except ServiceError as err:
                     if not err.transient:
                         return err
@@ -84,6 +109,16 @@ class ServerEngine:
                 if attempt < self.retries:
                     await asyncio.sleep(wait)
             return Transient(f"{type(failure).__name__}: {failure}")
+
+    async def _audio(self, item: Item) -> tuple[Any, Optional[int]]:
+        """What to upload: the file itself, or a segment cut here at the service's rate (sent as a
+        float WAV, which the service does not resample), so segments match the local engine's."""
+        if item.start is None and item.end is None:
+            return item.path, None
+        if self.recordings is None:
+            rate = int((await self._client.info())["sample_rate"])
+            self.recordings = Recordings(lambda path: load_audio(path, rate)[0], rate)
+        return self.recordings.audio(item), self.recordings.rate
 
     def encode(self, items: Sequence[Item]) -> list[Result]:
         async def all_items():
@@ -107,9 +142,10 @@ def summarize(store: ShardStore, engine: str, items: int, skipped: int, audio_s:
 
 
 def pending(items: Sequence[Item], store: ShardStore) -> list[Item]:
-    """Items not yet written nor failed, shortest first (neighbours batch well)."""
+    """Items not yet written nor failed, by recording and then by start, so that the segments of
+    one recording come together (and it is read once)."""
     todo = [i for i in items if i.id not in store.done and i.id not in store.failed]
-    return sorted(todo, key=lambda i: (i.duration_s or 0.0, i.id))
+    return sorted(todo, key=lambda i: (i.path, i.start or 0.0, i.id))
 
 
 def run(items: Sequence[Item], store: ShardStore, engine: Engine, *, shard_size: int = 1000,

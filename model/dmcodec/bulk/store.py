@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..tokens import TokenMetadata
+from .manifest import Item
 
 _ARROW_TYPES = {"int": pa.int64(), "float": pa.float64(), "str": pa.string()}
 # id, path and codes, then the token metadata's flat fields (dmcodec.tokens) under their own names.
@@ -36,8 +37,14 @@ SCHEMA = pa.schema([
 ])
 
 
-def row(item_id: str, path: str, codes: np.ndarray, metadata: TokenMetadata) -> dict:
-    return {"id": item_id, "path": path, "codes": codes.astype(np.uint16).tolist(), **metadata.flat()}
+OUTPUT_COLUMNS = set(SCHEMA.names)
+
+
+def row(item: Item, codes: np.ndarray, metadata: TokenMetadata) -> dict:
+    """One output row: the item's id and path, its codes and their metadata, and the manifest's
+    other columns as they were."""
+    return {**item.extra, "id": item.id, "path": item.path, "codes": codes.astype(np.uint16).tolist(),
+            **metadata.flat()}
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -65,10 +72,12 @@ class ShardStore:
     """Args: root (the output folder); webdataset (also write a .tar per shard).
 
     Holds an exclusive lock on `root/.lock` until closed (or the process ends), so a second job
-    on the same folder refuses to start instead of writing beside this one."""
+    on the same folder refuses to start instead of writing beside this one. `extra`: the types of
+    the manifest columns that rows carry beside the token columns (see manifest.extra_schema)."""
 
     root: Path
     webdataset: bool = False
+    extra: pa.Schema = field(default_factory=lambda: pa.schema([]))
     done: set[str] = field(default_factory=set)
     failed: dict[str, str] = field(default_factory=dict)
     _next_index: int = 0
@@ -126,7 +135,8 @@ class ShardStore:
         name = f"shard-{self._next_index:05d}"
         self._next_index += 1
         buffer = io.BytesIO()
-        pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), buffer)
+        schema = pa.schema([*SCHEMA, *self.extra])
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), buffer)
         if self.webdataset:
             _atomic_write(self.root / f"{name}.tar", self._tar(rows))
         path = self.root / f"{name}.parquet"
@@ -143,7 +153,7 @@ class ShardStore:
                 npy = io.BytesIO()
                 np.save(npy, np.asarray(r["codes"], dtype=np.uint16))
                 meta = {k: v for k, v in r.items() if k != "codes"}
-                for suffix, data in (("codes.npy", npy.getvalue()), ("json", json.dumps(meta).encode())):
+                for suffix, data in (("codes.npy", npy.getvalue()), ("json", json.dumps(meta, default=str).encode())):
                     info = tarfile.TarInfo(f"{key}.{suffix}")
                     info.size = len(data)
                     tar.addfile(info, io.BytesIO(data))
