@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[serve,otel,dev,bulk,train,onnx]'
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[serve,otel,dev,bulk,pipelines,train,onnx]'
 # The reference implementation for the compatibility test and benchmark. --no-deps: it
 # declares torchaudio, accelerate and more, which only its trainer imports.
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps speechtokenizer==1.0.1

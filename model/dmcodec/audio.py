@@ -13,8 +13,8 @@ import soxr
 
 from .containers import AudioError, AudioSource, AudioStream, open_audio
 
-__all__ = ["AudioError", "AudioLimitError", "AudioLimits", "AudioSource", "find_audio_files", "info", "load_audio",
-           "prepare", "resample", "to_mono", "wav_bytes", "write_wav"]
+__all__ = ["MIN_SAMPLE_RATE", "AudioError", "AudioLimitError", "AudioLimits", "AudioSource", "find_audio_files", "info",
+           "load_audio", "pcm16", "prepare", "resample", "to_mono", "wav_bytes", "wav_header", "write_wav"]
 
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".au", ".webm", ".m4a",
                             ".mp4", ".aac"})
@@ -67,6 +67,7 @@ class AudioLimits:
 
 
 NO_LIMITS = AudioLimits()
+MIN_SAMPLE_RATE = 1000  # below this nothing is speech, and resampling up would multiply the size
 
 
 class AudioLimitError(AudioError):
@@ -78,8 +79,11 @@ class AudioLimitError(AudioError):
 
 
 def _check_header(stream: AudioStream, limits: AudioLimits) -> None:
-    if stream.rate <= 0:
-        raise AudioError(f"invalid sample rate {stream.rate}")
+    if stream.rate < MIN_SAMPLE_RATE:
+        raise AudioError(f"a sample rate of {stream.rate} Hz is not audio this service reads (at least "
+                         f"{MIN_SAMPLE_RATE} Hz)")
+    if stream.channels < 1:
+        raise AudioError("the audio has no channels")
     if limits.max_channels is not None and stream.channels > limits.max_channels:
         raise AudioLimitError("channels", f"the audio has {stream.channels} channels; at most "
                               f"{limits.max_channels} are accepted")
@@ -105,15 +109,19 @@ def load_audio(source: AudioSource, target_rate: int, limits: AudioLimits = NO_L
         resampler = None if rate == target_rate else \
             soxr.ResampleStream(rate, target_rate, 1, dtype="float32", quality="HQ")
         most = None if limits.max_seconds is None else int(limits.max_seconds * target_rate) + 1
-        pieces, total = [], 0
+        pieces, consumed = [], 0
         for block in stream.blocks:
-            mono = block.mean(axis=1)
-            if not np.isfinite(mono).all():
-                raise AudioError("the audio holds NaN or infinite samples")
-            pieces.append(resampler.resample_chunk(mono) if resampler else mono)
-            total += pieces[-1].size
-            if most is not None and total > most:
+            if limits.max_channels is not None and block.shape[1] > limits.max_channels:
+                raise AudioLimitError("channels", f"the audio has {block.shape[1]} channels; at most "
+                                      f"{limits.max_channels} are accepted")
+            consumed += block.shape[0]
+            if most is not None and consumed * target_rate / rate > most:  # before resampling allocates
                 raise AudioLimitError("seconds", f"audio is longer than the limit of {limits.max_seconds:g} s")
+            for first in range(0, block.shape[0], rate):  # a container's huge frame is resampled in pieces
+                mono = block[first : first + rate].mean(axis=1)
+                if not np.isfinite(mono).all():
+                    raise AudioError("the audio holds NaN or infinite samples")
+                pieces.append(resampler.resample_chunk(mono) if resampler else mono)
         if resampler:
             pieces.append(resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
     samples = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)

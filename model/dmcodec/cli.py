@@ -208,9 +208,11 @@ def init(
 
 @app.command()
 def bulk(
-    source: Path = typer.Argument(..., help="A folder of audio, or a .jsonl/.csv/.parquet manifest with a 'path' "
+    source: Path = typer.Argument(..., help="A folder of audio; a .jsonl/.csv/.parquet manifest with a 'path' "
                                   "column, an optional 'id', optional 'start'/'end' (seconds, a segment) and "
-                                  "any other columns (copied to the output rows)."),
+                                  "any other columns (copied to the output rows); a Lhotse cuts manifest "
+                                  "(.jsonl[.gz]; the cuts come back with codes in OUT/cuts.jsonl.gz); or a Hugging "
+                                  "Face dataset (a save_to_disk folder, or Parquet with an Audio column)."),
     output: Path = typer.Option(..., "--output", "-o", help="Output folder: shard-*.parquet, failures.jsonl, "
                                 "summary.json. Re-running resumes."),
     engine: str = typer.Option("local", help="local (model in this process), server (a running service) or ray."),
@@ -227,17 +229,20 @@ def bulk(
 ) -> None:
     """Tokenize a corpus into Parquet shards: resumable, failures recorded per file."""
     try:
-        from .bulk import JobLocked, LocalEngine, ServerEngine, ShardStore, read_items, run
-        from .bulk.manifest import extra_schema
+        from .bulk import JobLocked, LocalEngine, ServerEngine, ShardStore, read_codes, run
+        from .bulk.sources import attach_codes, is_lhotse_cuts, open_source
         from .bulk.store import OUTPUT_COLUMNS
     except ImportError as err:
         _fail(f"bulk needs the 'bulk' extra ({err}); pip install 'dmcodec[bulk]'")
     if engine not in ("local", "server", "ray"):
         _fail(f"--engine must be local, server or ray, got {engine!r}")
     try:
-        items = read_items(source)
-        store = ShardStore(output, webdataset=webdataset, extra=extra_schema(source, items, OUTPUT_COLUMNS))
-    except (ValueError, JobLocked) as err:
+        items, extra = open_source(source, OUTPUT_COLUMNS)
+        if engine == "ray" and any(item.loader for item in items):
+            raise ValueError("the Ray engine reads audio by path; for audio held in a dataset use --engine "
+                             "local or server")
+        store = ShardStore(output, webdataset=webdataset, extra=extra)
+    except (ValueError, JobLocked, ImportError) as err:
         _fail(str(err))
     with store:
         if engine == "local":
@@ -253,6 +258,8 @@ def bulk(
 
             summary = run_ray(items, store, defaults.resolve_checkpoint(checkpoint), n_q=n_q, actors=concurrency,
                               cpus_per_actor=cpus_per_actor, shard_size=shard_size, address=ray_address)
+        if is_lhotse_cuts(source):
+            summary["lhotse_cuts"] = str(attach_codes(source, output, read_codes(output)))
     typer.echo(json.dumps(summary, indent=2))
     if summary["failed"]:
         typer.secho(f"{summary['failed']} files failed; see {output / 'failures.jsonl'}", fg=typer.colors.YELLOW,

@@ -58,7 +58,7 @@ def _pyav_blocks(container: Any, stream: Any) -> Iterator[np.ndarray]:
                 raise AudioError("the sample rate changes within the stream")
             for converted in planar.resample(frame):
                 yield converted.to_ndarray().T  # [C, T] -> [T, C]
-    except av.FFmpegError:
+    except (av.FFmpegError, ValueError):  # ValueError: the layout or format changed mid-stream
         raise AudioError("the audio could not be decoded (corrupt data)") from None
 
 

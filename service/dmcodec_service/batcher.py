@@ -12,7 +12,6 @@ one call of `process`, which returns one result or exception per request.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -117,6 +116,7 @@ class Batcher:
         self.accepting = False
         self._stopped = False  # the drain has ended: nothing more is taken
         self._carry: Job | None = None  # taken from the queue but over the last batch's budget
+        self._collecting: list[Job] = []  # the batch being gathered (taken from the queue already)
         self._running: set[Job] = set()
         self._batches: set[asyncio.Task] = set()
         self._slots = asyncio.Semaphore(max_concurrent_batches)
@@ -156,7 +156,9 @@ class Batcher:
                 ticket.release()
             self.metrics.rejected.labels(reason="draining").inc()
             raise Draining()
-        ticket = ticket or self.reserve()
+        # The job owns its place from here (the caller's ticket is emptied): it is given back when
+        # the model starts on the job or drops it, not when the caller stops waiting.
+        ticket = ticket.keep() if ticket else self.reserve()
         job = Job(op, key, payload, audio_seconds, deadline, asyncio.get_running_loop().create_future(), ticket,
                   request_id, stats if stats is not None else {}, self.tracing.current())
         self.queue.put_nowait(job)
@@ -170,12 +172,12 @@ class Batcher:
         while (self.depth() or self._running) and time.monotonic() < end:
             await asyncio.sleep(0.02)
         self._stopped = True
-        leftovers = list(self._running)  # read before cancelling: the batches clear it on exit
-        for task in [self._task, *self._batches]:
-            if task:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        leftovers = list(self._running) + self._collecting  # read first: the batches clear them on exit
+        tasks = [task for task in [self._task, *self._batches] if task]
+        for task in tasks:
+            task.cancel()
+        if tasks:  # bounded: a cancel that lands as a queue get completes must not hang shutdown
+            await asyncio.wait(tasks, timeout=1.0)
         leftovers += [self._carry] if self._carry else []
         self._carry = None
         while not self.queue.empty():
@@ -198,7 +200,8 @@ class Batcher:
 
     async def _collect(self) -> list[Job]:
         first = await self._next(None)
-        batch, audio = [first], first.audio_seconds
+        batch, audio = self._collecting, first.audio_seconds
+        batch.append(first)
         end = time.monotonic() + self.max_wait_s
         while len(batch) < self.max_batch_size:
             try:
@@ -210,6 +213,7 @@ class Batcher:
                 break
             batch.append(job)
             audio += job.audio_seconds
+        self._collecting = []
         return batch
 
     def _live(self, batch: list[Job]) -> list[Job]:
@@ -228,7 +232,7 @@ class Batcher:
         return live
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopped:
             batch = await self._collect()
             self._running.update(batch)  # counted as running while it waits for a slot
             await self._slots.acquire()

@@ -47,7 +47,8 @@ class DrainingServer(uvicorn.Server):
     drain_timeout_s; only then does uvicorn close connections and exit. (uvicorn alone would
     first wait for open requests, cancel them after its own timeout, and only then run the
     app's shutdown: clients would get resets or 500s, and exits would take both timeouts.)
-    A second signal exits at once."""
+    Signals after the first are uvicorn's own: it stops waiting for connections (the drain still
+    runs to its timeout), and Ctrl-C twice forces the exit."""
 
     def __init__(self, config: uvicorn.Config, app: FastAPI):
         super().__init__(config)

@@ -24,12 +24,12 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from dmcodec import __version__
-from dmcodec.audio import AudioError, prepare
+from dmcodec.audio import MIN_SAMPLE_RATE, AudioError, AudioLimits, prepare
 
 from .errors import APIError, describe
 from .schemas import ErrorResponse, Health
 from .security import require_api_key
-from .submission import admitted, run_job
+from .submission import admitted, run_job, within_deadline
 
 router = APIRouter()
 PROTOCOL_PREFIX = "/v2/models"
@@ -100,7 +100,7 @@ async def model_ready(request: Request, name: str) -> dict[str, Any]:
     return {"name": name, "ready": True}
 
 
-def _audio(body: bytes, model_rate: int) -> tuple[np.ndarray, Optional[str], dict[str, Any]]:
+def _audio(body: bytes, model_rate: int, limits: AudioLimits) -> tuple[np.ndarray, Optional[str], dict[str, Any]]:
     """The request's audio as mono float32 at the model's rate, its id and its parameters."""
     try:
         infer = InferRequest.model_validate_json(body)
@@ -121,11 +121,16 @@ def _audio(body: bytes, model_rate: int) -> tuple[np.ndarray, Optional[str], dic
     try:
         samples = np.asarray(tensor.data, dtype=np.float32).reshape(-1)
         rate = int(parameters.get("sample_rate", model_rate))
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         raise APIError(422, "invalid_request", "audio data must be numbers and sample_rate an integer") from None
     if samples.size != math.prod(tensor.shape):
         raise APIError(422, "invalid_request", f"shape {tensor.shape} promises {math.prod(tensor.shape)} values; "
                        f"data holds {samples.size}")
+    highest, longest = limits.max_sample_rate or model_rate, limits.max_seconds or float("inf")
+    if not MIN_SAMPLE_RATE <= rate <= highest:  # checked before resampling allocates
+        raise APIError(422, "unsupported_audio", f"sample_rate must be in {MIN_SAMPLE_RATE}..{highest}")
+    if samples.size / rate > longest:
+        raise APIError(413, "audio_too_long", f"audio is {samples.size / rate:.1f} s; the limit is {longest:g} s")
     try:
         return prepare(samples, rate, model_rate), infer.id, parameters
     except AudioError as err:
@@ -138,16 +143,14 @@ async def infer(request: Request, name: str) -> dict[str, Any]:
     service = _model(request, name)
     config = service.engine.config
     with admitted(request) as ticket:
-        body = await request.body()
+        body = await within_deadline(request, request.body())
         async with service.decode_slots:
-            samples, request_id, parameters = await run_in_threadpool(_audio, body, config.sample_rate)
+            samples, request_id, parameters = await run_in_threadpool(_audio, body, config.sample_rate,
+                                                                      service.audio_limits)
         seconds = samples.size / config.sample_rate
-        if seconds > service.settings.max_audio_seconds:
-            raise APIError(413, "audio_too_long", f"audio is {seconds:.1f} s; the limit is "
-                           f"{service.settings.max_audio_seconds:g} s")
         try:
             n_q = int(parameters.get("n_q", config.n_q))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             n_q = 0
         if not 1 <= n_q <= config.n_q:
             raise APIError(422, "invalid_n_q", f"n_q must be an integer in 1..{config.n_q}")

@@ -82,7 +82,8 @@ class ObserveRequests:
                 if span is not None:
                     span.set_attribute("http.response.status_code", status["code"])
                 if route not in ("/metrics", "/v2/health/live", "/v2/health/ready"):  # probes stay quiet
-                    log_request({"request_id": rid, "method": scope["method"], "route": scope["path"],
+                    # the route's label, not the raw path: a path could smuggle line breaks into text logs
+                    log_request({"request_id": rid, "method": scope["method"], "route": route,
                                  "status": status["code"], "duration_ms": round(elapsed * 1000, 1),
                                  "bytes_in": sizes["in"], "bytes_out": sizes["out"], **stats})
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import io
+import logging
+import time
 from typing import Any, AsyncIterator, Optional
 
+import anyio
 import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -19,7 +22,7 @@ from .errors import APIError
 from .inputs import NPY_TYPES, content_type, decode_upload, parse_tokens, read_upload
 from .schemas import DecodeRequest, EncodeResponse, ErrorResponse, InfoResponse
 from .security import require_api_key
-from .submission import admitted, run_job, service_state
+from .submission import admitted, deadline_of, run_job, service_state, within_deadline
 
 ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorResponse, "description": text} for status, text in {
     400: "Corrupt or empty audio.", 401: "Missing or wrong API key.", 409: "Tokens from another model.",
@@ -29,6 +32,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorResponse, "des
     504: "The request waited past its deadline."}.items()}
 
 router = APIRouter()
+log = logging.getLogger(__name__)
 
 
 def _want_npy(request: Request, fmt: Optional[str]) -> bool:
@@ -54,7 +58,7 @@ async def encode(request: Request,
                  format: Optional[str] = Query(None, pattern="^(json|npy)$", description="json or npy.")):
     service = service_state(request)
     with admitted(request) as ticket:
-        source, fields = await read_upload(request)
+        source, fields = await within_deadline(request, read_upload(request))
         requested = n_q if n_q is not None else fields.get("n_q")
         levels = service.engine.config.n_q
         try:
@@ -91,13 +95,13 @@ async def decode(request: Request,
     service = service_state(request)
     header = request.headers.get("x-dmcodec-num-samples")
     if num_samples is None and header:
-        if not header.isdigit() or int(header) < 1:
+        if not (header.isascii() and header.isdigit()) or int(header) < 1:
             raise APIError(422, "invalid_num_samples", "X-DMCodec-Num-Samples must be a positive integer")
         num_samples = int(header)
     tokenizer = service.engine.tokenizer
     config = tokenizer.model.config
     with admitted(request) as ticket:
-        body = await request.body()
+        body = await within_deadline(request, request.body())
         item = await run_in_threadpool(parse_tokens, body, content_type(request), num_samples,
                                        service.engine.codec.sha256, config.n_q)
         try:
@@ -111,29 +115,48 @@ async def decode(request: Request,
                            f"the limit is {service.settings.max_audio_seconds:g} s")
         if stream:
             total = item.num_samples or frames * config.hop_length
-            return StreamingResponse(_stream_windows(request, item.codes, total, ticket.keep()), media_type="audio/wav",
-                                     headers={"X-DMCodec-Num-Samples": str(total)})
+            kept = ticket.keep()  # the place outlives this handler: the stream gives it back
+            return TicketedStream(_stream_windows(request, item.codes, total, kept), kept, deadline_of(request),
+                                  media_type="audio/wav", headers={"X-DMCodec-Num-Samples": str(total)})
         audio = await run_job(request, "decode", item, seconds, item.codes.shape[0], ticket)
     body = await run_in_threadpool(wav_bytes, audio, tokenizer.sample_rate)
     return Response(body, media_type="audio/wav", headers={"X-DMCodec-Num-Samples": str(audio.size)})
 
 
+class TicketedStream(StreamingResponse):
+    """A streamed response that holds its request's queue place while it streams and gives it
+    back however it ends (also when the client left before the first byte, when the body is
+    never started), and that ends at the request's deadline (a client that stops reading
+    must not hold the place for ever)."""
+
+    def __init__(self, content: AsyncIterator[bytes], ticket: Ticket, deadline: float, **kwargs: Any):
+        super().__init__(content, **kwargs)
+        self.ticket, self.deadline, self.windows = ticket, deadline, content
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            with anyio.fail_after(max(0.0, self.deadline - time.monotonic())):
+                await super().__call__(scope, receive, send)
+        except TimeoutError:
+            log.warning("streamed decode cut at its deadline")
+        finally:
+            self.ticket.release()
+            await self.windows.aclose()  # type: ignore[attr-defined]
+
+
 async def _stream_windows(request: Request, codes: np.ndarray, total: int, ticket: Ticket) -> AsyncIterator[bytes]:
-    """The WAV header, then the audio of each window of the plan, in order. The request keeps its
-    queue place until the last window; memory is one window's audio at a time."""
+    """The WAV header, then the audio of each window of the plan, in order; memory is one
+    window's audio at a time. Each window is a job of its own on the request's `ticket`."""
     service = service_state(request)
     tokenizer = service.engine.tokenizer
     config = tokenizer.model.config
-    try:
-        yield wav_header(total, config.sample_rate)
-        remaining = total
-        for window in plan_windows(codes.shape[1], tokenizer.policy):
-            audio = await run_job(request, "decode_window", (codes, window), (window.stop - window.start) /
-                                  config.frame_rate, (codes.shape[0], window.outer_frames), ticket.borrow())
-            piece, remaining = audio[:remaining], remaining - min(remaining, audio.size)
-            yield pcm16(piece)
-    finally:
-        ticket.release()
+    yield wav_header(total, config.sample_rate)
+    remaining = total
+    for window in plan_windows(codes.shape[1], tokenizer.policy):
+        audio = await run_job(request, "decode_window", (codes, window), (window.stop - window.start) /
+                              config.frame_rate, (codes.shape[0], window.outer_frames), ticket.borrow())
+        piece, remaining = audio[:remaining], remaining - min(remaining, audio.size)
+        yield pcm16(piece)
 
 
 # The documented short names.

@@ -17,8 +17,9 @@ async def require_api_key(request: Request) -> None:
     auth = request.headers.get("authorization", "")
     if not given and auth.lower().startswith("bearer "):
         given = auth[7:].strip()
-    # Bytes, not str: compare_digest refuses non-ASCII strings, and a header may hold any byte.
-    offered = (given or "").encode("utf-8", "surrogateescape")
-    if not given or not any(hmac.compare_digest(offered, key.encode()) for key in keys):
+    # Bytes, not str: compare_digest refuses non-ASCII strings, and a header may hold any byte
+    # (Starlette decodes headers as latin-1, so this gives back the bytes that were sent).
+    offered = (given or "").encode("latin-1")
+    if not given or not any(hmac.compare_digest(offered, key.encode("utf-8")) for key in keys):
         raise APIError(401, "unauthorized", "missing or wrong API key (Authorization: Bearer <key> or X-API-Key)",
                        {"WWW-Authenticate": "Bearer"})

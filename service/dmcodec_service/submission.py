@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any, Iterator
+from typing import Any, Awaitable, Iterator, TypeVar
 
 from fastapi import Request
 
 from .batcher import DeadlineExceeded, Draining, QueueFull, Ticket
 from .errors import APIError
+
+T = TypeVar("T")
 
 
 def service_state(request: Request):
@@ -29,6 +31,9 @@ async def _wait(request: Request, future: asyncio.Future, deadline: float) -> An
     try:
         done, _ = await asyncio.wait({future, watcher}, timeout=max(0.0, deadline - time.monotonic()),
                                      return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # this task itself was cancelled (e.g. a stream whose client left)
+        future.cancel()
+        raise
     finally:
         watcher.cancel()
     if future in done:
@@ -56,9 +61,22 @@ def admitted(request: Request) -> Iterator[Ticket]:
         ticket.release()
 
 
+def deadline_of(request: Request) -> float:
+    return request.state.arrived + service_state(request).settings.request_timeout_s
+
+
+async def within_deadline(request: Request, work: Awaitable[T]) -> T:
+    """`work` (reading a body), given until the request's deadline: a client that trickles its
+    body must not hold a queue place for longer than any request may take."""
+    try:
+        return await asyncio.wait_for(work, timeout=max(0.0, deadline_of(request) - time.monotonic()))
+    except asyncio.TimeoutError:
+        raise APIError(408, "request_timeout", "the request body did not arrive before the deadline") from None
+
+
 async def run_job(request: Request, op: str, payload: Any, audio_seconds: float, key: Any, ticket: Ticket) -> Any:
     service = service_state(request)
-    deadline = request.state.arrived + service.settings.request_timeout_s
+    deadline = deadline_of(request)
     retry = {"Retry-After": str(service.settings.retry_after_s)}
     try:
         future = service.batcher.submit(op, payload, audio_seconds=audio_seconds, deadline=deadline, key=key,

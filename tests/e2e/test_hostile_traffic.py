@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -92,3 +93,17 @@ def test_sigterm_during_a_burst_gives_every_request_its_codes_or_a_503(small_che
     assert set(statuses) <= {200, 503} and 200 in statuses, statuses
     assert all(r.headers.get("retry-after") for r in results if r.status_code == 503)
     assert code in (0, -signal.SIGTERM) and exited_after < 3 + 5 + 3, exited_after
+
+
+def test_a_trickled_body_gets_408_at_its_deadline_and_gives_its_place_back(tiny_checkpoint, tmp_path):
+    with running_server(tiny_checkpoint, tmp_path / "log", request_timeout_s=1.5, max_queue_size=1) as (url, _):
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as slow:
+            slow.sendall(b"POST /v1/decode HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 1000\r\n\r\n{\"codes\": [[")
+            time.sleep(0.5)
+            # its place is taken: with max_queue_size 1, another request is refused meanwhile
+            assert httpx.post(f"{url}/v1/decode", json={"codes": [[1]]}).status_code == 503
+            answer = slow.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 408") and b"request_timeout" in answer
+        assert httpx.post(f"{url}/v1/decode", json={"codes": [[1, 2]]}).status_code == 200

@@ -189,3 +189,30 @@ def test_streamed_decode_sends_the_same_wav_window_by_window(tiny_checkpoint):
     assert streamed.status_code == 200 and streamed.content == whole.content
     assert streamed.headers["x-dmcodec-num-samples"] == str(tokens["num_samples"])
     assert len(chunks) == 6 and np.array_equal(np.concatenate(chunks), audio)  # 205 frames in windows of 40
+
+
+def test_a_stream_whose_client_left_before_it_began_gives_its_place_back(service):
+
+    from dmcodec_service.routes import TicketedStream
+
+    batcher = service.app.state.service.batcher
+    before = batcher.depth()
+
+    async def never_read():
+        yield b"never"
+
+    async def scenario():
+        stream = TicketedStream(never_read(), batcher.reserve(), deadline=10**9, media_type="audio/wav")
+        sent = []
+
+        async def receive():
+            return {"type": "http.disconnect"}
+
+        async def send(message):
+            sent.append(message)
+
+        await stream({"type": "http", "asgi": {"spec_version": "2.4"}}, receive, send)
+        return sent
+
+    service.portal.call(scenario)  # on the app's own event loop, where the batcher lives
+    assert batcher.depth() == before

@@ -47,9 +47,14 @@ def test_infer_gives_the_codes_of_the_encode_route(service, tiny_checkpoint):
     ({"inputs": [{"name": "audio", "datatype": "FP32", "shape": [2], "data": ["a", "b"]}]}, 422, "numbers"),
     ({"inputs": [{"name": "audio", "datatype": "FP32", "shape": [320], "data": [0.0] * 320}],
       "parameters": {"n_q": 99}}, 422, "n_q"),
+    ({"inputs": [{"name": "audio", "datatype": "FP32", "shape": [3000], "data": [0.0] * 3000}],
+      "parameters": {"sample_rate": 16}}, 422, "sample_rate must be in"),
+    (b'{"inputs": [{"name": "audio", "datatype": "FP32", "shape": [2], "data": [0, 0]}], '
+     b'"parameters": {"sample_rate": 1e400}}', 422, "sample_rate an integer"),
     ({"inputs": [{"name": "audio", "datatype": "FP32", "shape": [0],
                   "parameters": {"binary_data_size": 64}, "data": []}]}, 415, "binary_data=False"),
 ])
 def test_bad_infer_requests_get_the_protocols_error_shape(service, body, status, words):
-    response = service.post("/v2/models/untrained-tiny/infer", json=body)
+    raw = {"content": body, "headers": {"content-type": "application/json"}}
+    response = service.post("/v2/models/untrained-tiny/infer", **(raw if isinstance(body, bytes) else {"json": body}))
     assert response.status_code == status and words in response.json()["error"], response.text

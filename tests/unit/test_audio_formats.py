@@ -59,3 +59,10 @@ def test_damaged_ffmpeg_files_are_audio_errors():
         load_audio(m4a[: len(m4a) // 3], 16000)
     with pytest.raises(AudioError, match="not a readable audio file"):
         load_audio(b"\x1aE\xdf\xa3" + b"\x00" * 200, 16000)  # a WebM signature and nothing else
+
+
+def test_rates_no_speech_has_are_refused_before_resampling():
+    buffer = io.BytesIO()
+    sf.write(buffer, np.zeros(5000, dtype=np.float32), 500, format="WAV")
+    with pytest.raises(AudioError, match="500 Hz"):
+        load_audio(buffer.getvalue(), 16000)

@@ -112,6 +112,7 @@ def test_server_engine_retries_once_per_policy_and_leaves_transient_failures_for
     for name in ("ok.wav", "flaky.wav", "busy.wav", "bad.wav"):
         (tmp_path / name).write_bytes(b"RIFF")
         items.append(Item(name, str(tmp_path / name), 0.1))
+    items.append(Item("gone.wav", str(tmp_path / "gone.wav"), None))  # deleted since the manifest was written
     engine = ServerEngine("http://test", retries=3, backoff_s=0.0)
     engine._client = AsyncDMCodecClient(max_retries=0, http=httpx.AsyncClient(
         base_url="http://test", transport=httpx.MockTransport(answer)))
@@ -119,8 +120,8 @@ def test_server_engine_retries_once_per_policy_and_leaves_transient_failures_for
         summary = run(items, store, engine, progress=False)
     engine.close()
     assert calls == {"ok.wav": 1, "flaky.wav": 3, "busy.wav": 4, "bad.wav": 1}  # no nested retries
-    assert summary["written"] == 2 and summary["failed"] == 1 and summary["retry_next_run"] == 1
-    assert set(store.failed) == {"bad.wav"}  # busy.wav is not recorded: the next run tries it again
+    assert summary["written"] == 2 and summary["failed"] == 2 and summary["retry_next_run"] == 1
+    assert set(store.failed) == {"bad.wav", "gone.wav"}  # busy.wav is not recorded: the next run tries it again
 
 
 def test_manifest_columns_pass_through_with_their_types_and_segments_are_cut(tiny_checkpoint, tmp_path):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -31,6 +31,7 @@ class Item:
     start: Optional[float] = None  # a segment of the file, in seconds
     end: Optional[float] = None
     extra: Mapping[str, Any] = field(default_factory=dict)  # the manifest's other columns, passed through
+    loader: Optional[Callable[[], Any]] = field(default=None, compare=False)  # audio held elsewhere (bytes)
 
 
 def _duration(path: Path) -> Optional[float]:

@@ -32,13 +32,13 @@ class Recordings:
     recording read is kept, so that many segments of one long recording (which `pending`
     brings together) read it once."""
 
-    def __init__(self, load: Callable[[str], np.ndarray], rate: int):
+    def __init__(self, load: Callable[[Any], np.ndarray], rate: int):
         self.load, self.rate = load, rate
         self._last: tuple[str, np.ndarray] | None = None
 
     def audio(self, item: Item) -> np.ndarray:
         if self._last is None or self._last[0] != item.path:
-            self._last = (item.path, self.load(item.path))
+            self._last = (item.path, self.load(item.loader() if item.loader else item.path))
         samples = self._last[1]
         if item.start is None and item.end is None:
             return samples
@@ -103,9 +103,11 @@ class ServerEngine:
                     if not err.transient:
                         return err
                     failure: Exception = err
-                    wait = max(wait, err.retry_after or 0.0)
+                    wait = max(wait, min(30.0, err.retry_after or 0.0))
                 except (httpx.TransportError, ConnectionError) as err:
                     failure = err
+                except (ValueError, OSError) as err:  # this item's own file: unreadable, or a segment past its end
+                    return err
                 if attempt < self.retries:
                     await asyncio.sleep(wait)
             return Transient(f"{type(failure).__name__}: {failure}")
@@ -114,7 +116,10 @@ class ServerEngine:
         """What to upload: the file itself, or a segment cut here at the service's rate (sent as a
         float WAV, which the service does not resample), so segments match the local engine's."""
         if item.start is None and item.end is None:
-            return item.path, None
+            if item.loader is None:
+                return item.path, None
+            held = item.loader()
+            return (held.read() if hasattr(held, "read") else held), None
         if self.recordings is None:
             rate = int((await self._client.info())["sample_rate"])
             self.recordings = Recordings(lambda path: load_audio(path, rate)[0], rate)

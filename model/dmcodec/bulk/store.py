@@ -116,9 +116,11 @@ class ShardStore:
             with open(path, "r+") as f:
                 f.truncate(len(complete) + 1 if complete else 0)
         for line in complete.splitlines():
-            if line.strip():
+            try:
                 record = json.loads(line)
                 self.failed[record["id"]] = record["reason"]
+            except (ValueError, KeyError, TypeError):
+                continue  # a damaged line: that item is simply tried again
 
     def close(self) -> None:
         if self._lock is not None:
