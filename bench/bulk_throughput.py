@@ -2,6 +2,7 @@
 side by side on the same generated corpus and checkpoint, in one run.
 
     python bench/bulk_throughput.py [--files 40] [--seconds 5] [--checkpoint DIR]
+    python bench/bulk_throughput.py --segments   # many segments of long recordings vs whole short files
 """
 
 from __future__ import annotations
@@ -26,8 +27,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--checkpoint", type=Path)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--segments", action="store_true", help="instead: the local engine on --files segments of "
+                        "--seconds cut from four long recordings, against the same audio as whole short files")
     args = parser.parse_args()
     checkpoint = resolve_checkpoint(args.checkpoint)
+    if args.segments:
+        return segments_against_files(args, checkpoint)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         corpus = tmp / "corpus"
@@ -56,6 +61,38 @@ def main() -> None:
         print(f"{name:<8}{rate:>11.2f}{rate / local:>10.3f}{summary['elapsed_s']:>11.1f}")
     print(f"same ids written by every engine: {same}")
     print(json.dumps(results))
+
+
+def segments_against_files(args, checkpoint: Path) -> None:
+    """The same audio tokenized twice with the local engine: as `files` short files, and as `files`
+    segments of four long recordings (a manifest with start/end). Codes must be equal."""
+    per_recording = args.files // 4
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "short").mkdir()
+        rows = []
+        for r in range(4):
+            long = speech_like(per_recording * args.seconds, seed=100 + r)
+            write_wav(tmp / f"long{r}.wav", long, 16000)
+            for k in range(per_recording):
+                piece = long[int(k * args.seconds * 16000): int((k + 1) * args.seconds * 16000)]
+                write_wav(tmp / "short" / f"r{r}-{k:03d}.wav", piece, 16000)
+                rows.append({"id": f"r{r}-{k:03d}.wav", "path": f"long{r}.wav", "start": k * args.seconds,
+                             "end": (k + 1) * args.seconds})
+        (tmp / "segments.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+        tokenizer = Tokenizer.from_pretrained(checkpoint, policy=WindowPolicy(workers=args.workers))
+        results = {}
+        for name, source in (("files", tmp / "short"), ("segments", tmp / "segments.jsonl"),
+                             ("files again", tmp / "short")):
+            with ShardStore(tmp / name) as store:
+                results[name] = run(read_items(source), store, LocalEngine(tokenizer), progress=False)
+        whole, cut = read_codes(tmp / "files"), read_codes(tmp / "segments")
+        same = whole.keys() == cut.keys() and all((whole[key] == cut[key]).all() for key in whole)
+    files = (results["files"]["audio_hours_per_hour"] + results["files again"]["audio_hours_per_hour"]) / 2
+    segments = results["segments"]["audio_hours_per_hour"]
+    print(f"checkpoint={checkpoint} {len(rows)} x {args.seconds:g} s: whole short files {files:.1f} audio h/h, "
+          f"segments of 4 long recordings {segments:.1f} audio h/h; segments / files = {segments / files:.3f}; "
+          f"identical codes: {same}")
 
 
 if __name__ == "__main__":
