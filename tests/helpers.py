@@ -97,3 +97,62 @@ def check_bulk_output(out: Path, expected: dict[str, np.ndarray]) -> None:
     assert [f["id"] for f in failures] == ["b/broken.wav"] and "not a readable audio file" in failures[0]["reason"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["written"] == 10 and summary["failed"] == 1
+
+
+@contextlib.contextmanager
+def fake_hub(root: Path, repo_id: str, commit: str = "0123456789abcdef0123456789abcdef01234567"):
+    """A stand-in for the Hugging Face Hub's HTTP API on 127.0.0.1 serving one repository (the
+    files below `root`): yields (endpoint URL, the requests it saw). Point HF_ENDPOINT at it."""
+    import hashlib
+    import re
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    files = {str(p.relative_to(root)): p for p in sorted(root.rglob("*")) if p.is_file()}
+    seen: list[tuple[str, str]] = []
+
+    class Hub(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def _answer(self, body: bytes, headers: dict[str, str], head: bool) -> None:
+            self.send_response(200)
+            for name, value in {"Content-Length": str(len(body)), **headers}.items():
+                self.send_header(name, value)
+            self.end_headers()
+            if not head:
+                self.wfile.write(body)
+
+        def _route(self, head: bool) -> None:
+            seen.append((self.command, self.path))
+            path = self.path.split("?")[0]
+            if re.fullmatch(f"/api/models/{repo_id}/revision/[^/]+", path):
+                info = {"id": repo_id, "sha": commit, "siblings": [{"rfilename": f} for f in files]}
+                return self._answer(json.dumps(info).encode(), {"Content-Type": "application/json"}, head)
+            if re.fullmatch(f"/api/models/{repo_id}/tree/[^/]+(/.*)?", path):
+                tree = [{"type": "file", "path": f, "size": p.stat().st_size, "oid": "0"} for f, p in files.items()]
+                return self._answer(json.dumps(tree).encode(), {"Content-Type": "application/json"}, head)
+            match = re.fullmatch(f"/{repo_id}/resolve/[^/]+/(.+)", path)
+            if match and match[1] in files:
+                data = files[match[1]].read_bytes()
+                return self._answer(data, {"ETag": f'"{hashlib.sha256(data).hexdigest()}"',
+                                           "X-Repo-Commit": commit}, head)
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_GET(self) -> None:
+            self._route(head=False)
+
+        def do_HEAD(self) -> None:
+            self._route(head=True)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hub)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+

@@ -7,7 +7,7 @@ import json
 import sys
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, NoReturn, Optional
 
 import typer
 from tqdm import tqdm
@@ -21,7 +21,7 @@ CheckpointOption = typer.Option(None, "--checkpoint", "-c", help="Checkpoint dir
                                 "(default: $DMCODEC_CHECKPOINT, else the bundled default).")
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
 
@@ -38,6 +38,13 @@ def _tokenizer(checkpoint: Optional[Path], device: str, backend: str = "torch", 
         return Tokenizer.from_pretrained(checkpoint, device=device, backend=backend, precision=precision,
                                          min_agreement=min_agreement)
     except (CheckpointError, AgreementError, FileNotFoundError, ValueError, RuntimeError) as err:
+        _fail(str(err))
+
+
+def _checkpoint_path(checkpoint: Optional[Path]) -> Path:
+    try:
+        return defaults.resolve_checkpoint(checkpoint)
+    except (FileNotFoundError, ValueError) as err:
         _fail(str(err))
 
 
@@ -150,7 +157,7 @@ def info(checkpoint: Optional[Path] = typer.Argument(None, help="Checkpoint (def
     from .checkpoint import CheckpointError, load_checkpoint
 
     try:
-        codec = load_checkpoint(defaults.resolve_checkpoint(checkpoint), for_inference=False)
+        codec = load_checkpoint(_checkpoint_path(checkpoint), for_inference=False)
     except CheckpointError as err:
         _fail(str(err))
     config = codec.config
@@ -256,7 +263,7 @@ def bulk(
         else:
             from .bulk.ray_job import run_ray
 
-            summary = run_ray(items, store, defaults.resolve_checkpoint(checkpoint), n_q=n_q, actors=concurrency,
+            summary = run_ray(items, store, _checkpoint_path(checkpoint), n_q=n_q, actors=concurrency,
                               cpus_per_actor=cpus_per_actor, shard_size=shard_size, address=ray_address)
         if is_lhotse_cuts(source):
             summary["lhotse_cuts"] = str(attach_codes(source, output, read_codes(output)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +16,43 @@ from .model import DMCodec
 from .signals import speech_like
 
 BUNDLED = Path(__file__).parent / "checkpoints" / "default"
+# hf://ORG/REPO[@REVISION][/SUBFOLDER]; one slash after "hf:" too, as a Path collapses the two.
+HUB_REFERENCE = re.compile(r"^hf:/+(?P<repo>[^/@]+/[^/@]+)(?:@(?P<revision>[^/]+))?(?:/(?P<subfolder>.+))?$")
+
+
+def from_hub(reference: str) -> Path:
+    """The local folder of a Hub checkpoint (`hf://ORG/REPO[@REVISION][/SUBFOLDER]`, e.g. the
+    SpeechTokenizer release's `.pt` and `config.json` in a subfolder), downloaded once into the
+    Hugging Face cache. HF_HUB_OFFLINE=1 uses the cache alone; HF_ENDPOINT names another hub."""
+    match = HUB_REFERENCE.match(reference)
+    if match is None:
+        raise ValueError(f"{reference}: expected hf://ORG/REPO[@REVISION][/SUBFOLDER]")
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    except ImportError:
+        raise ValueError("hf:// checkpoints need huggingface_hub: pip install 'dmcodec[hub]'") from None
+    subfolder = match["subfolder"]
+    try:
+        local = snapshot_download(match["repo"], revision=match["revision"],
+                                  allow_patterns=[f"{subfolder}/*"] if subfolder else None)
+    except LocalEntryNotFoundError:
+        raise FileNotFoundError(f"{reference}: not in the Hugging Face cache, and downloads are off "
+                                "(HF_HUB_OFFLINE)") from None
+    except (HfHubHTTPError, OSError) as err:
+        raise FileNotFoundError(f"{reference}: could not be downloaded ({err})") from None
+    return Path(local) / subfolder if subfolder else Path(local)
 
 
 def resolve_checkpoint(explicit: str | Path | None = None) -> Path:
-    """An explicit path, else $DMCODEC_CHECKPOINT, else the trained default bundled in the package.
-    Never a silent stand-in: a service serving random weights would hand out meaningless tokens."""
-    if explicit:
-        return Path(explicit)
-    if os.environ.get("DMCODEC_CHECKPOINT"):
-        return Path(os.environ["DMCODEC_CHECKPOINT"])
+    """An explicit path or Hub reference, else $DMCODEC_CHECKPOINT, else the trained default
+    bundled in the package. Never a silent stand-in: a service serving random weights would
+    hand out meaningless tokens."""
+    reference = str(explicit or os.environ.get("DMCODEC_CHECKPOINT") or "")
+    if HUB_REFERENCE.match(reference):
+        return from_hub(reference)
+    if reference:
+        return Path(reference)
     if not (BUNDLED / "config.json").exists():
         raise FileNotFoundError(f"the bundled default checkpoint is missing ({BUNDLED}): reinstall dmcodec, or "
                                 "set DMCODEC_CHECKPOINT to a checkpoint (`dmcodec init` makes an untrained one)")
