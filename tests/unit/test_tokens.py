@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 
 from dmcodec import Tokenizer, TokenMetadata
+from dmcodec.bulk.manifest import Item
 from dmcodec.bulk.ray_job import _COLUMNS as RAY_COLUMNS
 from dmcodec.bulk.store import SCHEMA, row
 from dmcodec.signals import speech_like
@@ -54,7 +55,7 @@ def test_parquet_and_ray_columns_are_the_schema_fields(encoded):
     names = {f.name for f in fields(TokenMetadata)} | {"duration_s"}
     assert set(SCHEMA.names) == names | {"id", "path", "codes"}
     assert set(RAY_COLUMNS) == (names - {"duration_s"}) | {"id", "path", "codes", "error"}
-    table = pa.Table.from_pylist([row("a", "a.wav", encoded.codes, encoded.metadata)], schema=SCHEMA)
+    table = pa.Table.from_pylist([row(Item("a", "a.wav", None), encoded.codes, encoded.metadata)], schema=SCHEMA)
     back = table.to_pylist()[0]
     assert TokenMetadata.from_flat(back) == encoded.metadata and back["codes"] == encoded.codes.tolist()
 
