@@ -113,3 +113,31 @@ def test_quantizer_warm_up_trains_an_autoencoder_then_fits_codebooks_to_its_late
     assert int((trainer.codec.quantizer.levels[0].cluster_size > 0).sum()) > 32
     logs = trainer.train_step(trainer.sampler.batch(trainer.step, config.batch_size))
     assert logs["commitment"] > 0.0 and np.isfinite(trainer.validate())
+
+
+def test_decoder_only_stage_keeps_the_tokens_and_needs_no_teachers(train_corpus, tmp_path):
+    """train_parts=decoder: started from a checkpoint, the adversarial steps move the decoder
+    only; the encoder, codebooks and so every token stay bit-identical."""
+    manifest, features = train_corpus
+    donor = Trainer(_tiny(steps=3, adversarial_start=10**9, validate_every=10**9), tmp_path / "donor",
+                    manifest, features, progress=False)
+    donor.fit()
+    shipped = donor.export(tmp_path / "shipped")
+
+    config = _tiny(steps=3, train_parts="decoder", adversarial_start=0, quantizer_dropout=0.5,
+                   validate_every=10**9)
+    stage = Trainer(config, tmp_path / "stage", manifest, None, progress=False)
+    stage.init_from(shipped)
+    before = {k: v.clone() for k, v in stage.codec.state_dict().items()}
+    logs = stage.fit()
+    assert "adversarial" in logs and "distill_lm" not in logs
+    after = stage.codec.state_dict()
+    moved = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
+    assert moved == {"decoder"}
+    clip = torch.from_numpy(np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1)[None, None]
+    assert torch.equal(donor.codec.encode(clip), stage.codec.encode(clip))
+
+    with pytest.raises(ValueError, match="teacher features"):
+        Trainer(_tiny(), tmp_path / "whole", manifest, None, progress=False)
+    with pytest.raises(ValueError, match="train_parts"):
+        _tiny(train_parts="encoder")

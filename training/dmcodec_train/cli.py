@@ -90,7 +90,8 @@ def teachers(manifest: Path = typer.Argument(..., help="corpus manifest"),
 
 @app.command()
 def train(manifest: Path = typer.Argument(..., help="corpus manifest (train and dev splits)"),
-          features: Path = typer.Argument(..., help="teacher feature folder"),
+          features: str = typer.Argument(..., help="teacher feature folder, or '-' for none "
+                                         "(with --set train_parts=decoder)"),
           run: Path = typer.Argument(..., help="run folder (state, logs, best/)"),
           preset: str = typer.Option("small", help="paper, small, tiny, or a .json file"),
           set_: Optional[list[str]] = typer.Option(None, "--set", help="override, e.g. steps=500 or loss.lm=0"),
@@ -114,7 +115,10 @@ def train(manifest: Path = typer.Argument(..., help="corpus manifest (train and 
         config = TrainConfig.load(preset, parse_overrides(set_ or []))
     except ValueError as err:
         _fail(str(err))
-    trainer = Trainer(config, run, manifest, features, device)
+    try:
+        trainer = Trainer(config, run, manifest, None if features == "-" else Path(features), device)
+    except ValueError as err:
+        _fail(str(err))
     if not fresh and trainer.resume():
         typer.echo(f"resuming {run} at step {trainer.step}")
     elif init_from:

@@ -10,6 +10,7 @@ from typing import Any
 from dmcodec.config import CodecConfig, preset
 
 PRESET_DIR = Path(__file__).parent / "presets"
+TRAIN_PARTS = ("codec", "decoder")
 
 
 @dataclass
@@ -52,6 +53,9 @@ class TrainConfig:
         1, and 2.0 would re-draw almost every code at every step, so small presets lower it.
     validate_every, checkpoint_every, log_every: in steps. dev_utterances: dev set size used.
     mixed_precision: bf16 autocast on CUDA (ignored on CPU); the quantizer stays fp32.
+    train_parts: "codec" trains encoder, quantizer, decoder and distillation heads; "decoder"
+        keeps the encoder and the codebooks frozen, so a run started from a checkpoint keeps
+        its tokens exactly while the decoder learns (no distillation, no teacher features).
     """
 
     name: str = "run"
@@ -87,6 +91,7 @@ class TrainConfig:
     log_every: int = 25
     dev_utterances: int = 32
     mixed_precision: bool = True
+    train_parts: str = "codec"
 
     def codec_config(self) -> CodecConfig:
         return preset(self.codec_preset, **self.codec)
@@ -106,7 +111,10 @@ class TrainConfig:
         for key in ("betas", "periods", "stft_n_ffts", "mel_n_ffts", "n_mels"):
             if isinstance(data.get(key), list):
                 data[key] = tuple(data[key])
-        return cls(**data)
+        config = cls(**data)
+        if config.train_parts not in TRAIN_PARTS:
+            raise ValueError(f"train_parts must be one of {TRAIN_PARTS}, got {config.train_parts!r}")
+        return config
 
     @classmethod
     def load(cls, name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:

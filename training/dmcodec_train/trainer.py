@@ -45,17 +45,37 @@ from .teachers.precompute import FeatureStore
 
 
 class Generator(nn.Module):
-    """The codec and its two distillation heads, trained (and DDP-wrapped) as one module."""
+    """The codec and its two distillation heads, trained (and DDP-wrapped) as one module.
 
-    def __init__(self, codec: DMCodec, lm_dim: int, speech_dim: int):
+    teacher_dims: the LM and speech teachers' widths; None trains the decoder alone, with the
+    encoder and codebooks frozen in eval mode (no EMA updates), so the tokens do not move.
+    """
+
+    def __init__(self, codec: DMCodec, teacher_dims: dict[str, int] | None):
         super().__init__()
         self.codec = codec
         dim = codec.config.dimension
-        self.heads = nn.ModuleDict({"lm": DistillationHead(dim, lm_dim), "speech": DistillationHead(dim, speech_dim)})
+        self.decoder_only = teacher_dims is None
+        self.heads = nn.ModuleDict({name: DistillationHead(dim, width) for name, width in (teacher_dims or {}).items()})
         # The release's `transform` head is not trained here: the heads above replace it.
         codec.transform.requires_grad_(False)
+        if self.decoder_only:
+            codec.encoder.requires_grad_(False)
+            codec.quantizer.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> Generator:
+        super().train(mode)
+        if self.decoder_only:
+            self.codec.encoder.eval()
+            self.codec.quantizer.eval()
+        return self
 
     def forward(self, audio: torch.Tensor, n_q: int | None, quantize: bool = True) -> CodecOutput:
+        if self.decoder_only:
+            with torch.no_grad():
+                codes = self.codec.quantizer.encode(self.codec.encoder(audio), n_q)
+                quantized = self.codec.quantizer.decode(codes)
+            return CodecOutput(self.codec.decoder(quantized), codes, quantized.new_zeros(()), [])
         if quantize:
             return self.codec(audio, n_q)
         # The quantizer's warm-up: the latent goes to the decoder as it is, and it stands in for
@@ -78,12 +98,13 @@ class Trainer:
         config: the run's settings.
         run_dir: where state.pt, config.json, metrics.csv, TensorBoard logs and best/ go.
         manifest: utterances (train split for training, dev split for validation).
-        features: the folder `dmcodec-train teachers` wrote.
+        features: the folder `dmcodec-train teachers` wrote (None with train_parts "decoder",
+            which needs no teachers).
         device: "cpu", "cuda" (under torchrun each process takes its LOCAL_RANK's GPU).
     """
 
-    def __init__(self, config: TrainConfig, run_dir: str | Path, manifest: str | Path, features: str | Path,
-                 device: str = "cpu", progress: bool = True):
+    def __init__(self, config: TrainConfig, run_dir: str | Path, manifest: str | Path,
+                 features: str | Path | None, device: str = "cpu", progress: bool = True):
         self.config = config
         self.run_dir = Path(run_dir)
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -99,8 +120,11 @@ class Trainer:
 
         codec_config = config.codec_config()
         self.hop = codec_config.hop_length
-        store = FeatureStore(features)
-        self.teachers = store.index["teachers"]
+        decoder_only = config.train_parts == "decoder"
+        if features is None and not decoder_only:
+            raise ValueError("training the whole codec needs teacher features (`dmcodec-train teachers`)")
+        store = FeatureStore(features) if features is not None else None
+        self.teachers = store.index["teachers"] if store is not None else {}
         self.manifest = Path(manifest)
         train = read_manifest(manifest, "train")
         self.dev = read_manifest(manifest, "dev")[: config.dev_utterances]
@@ -111,7 +135,8 @@ class Trainer:
         codec = init_weights(DMCodec(codec_config))
         for level in codec.quantizer.levels:
             level.dead_code_threshold = config.dead_code_threshold
-        self.generator = Generator(codec, store.dims["lm"], store.dims["speech"]).to(self.device)
+        teacher_dims = None if decoder_only or store is None else store.dims
+        self.generator = Generator(codec, teacher_dims).to(self.device)
         self.discriminators = Discriminators(config.periods, config.msd_scales, config.stft_n_ffts,
                                              config.discriminator_width).to(self.device)
         self.mel_loss = MultiScaleMelLoss(codec_config.sample_rate, config.mel_n_ffts, config.n_mels).to(self.device)
@@ -216,7 +241,7 @@ class Trainer:
     def train_step(self, batch: Batch) -> dict[str, float]:
         config, weights = self.config, self.config.loss
         adversarial = self.step >= config.adversarial_start
-        quantize = self.step >= config.quantizer_warmup
+        quantize = self.step >= config.quantizer_warmup or self.generator.decoder_only
         if quantize and not self.codec.quantizer.initialized:
             self.fit_codebooks()
         self.generator.train()
@@ -241,10 +266,12 @@ class Trainer:
         logs["mel"] = self.mel_loss(fake, batch.audio)
         logs["waveform"] = F.l1_loss(fake, batch.audio)
         logs["commitment"] = output.commit_loss
-        logs.update(self._distillation(output.levels, batch))
         total = (weights.mel * logs["mel"] + weights.waveform * logs["waveform"]
-                 + weights.commitment * logs["commitment"]
-                 + weights.distillation * (weights.lm * logs["distill_lm"] + weights.speech * logs["distill_speech"]))
+                 + weights.commitment * logs["commitment"])
+        if not self.generator.decoder_only:
+            logs.update(self._distillation(output.levels, batch))
+            total = total + weights.distillation * (weights.lm * logs["distill_lm"]
+                                                    + weights.speech * logs["distill_speech"])
         if adversarial:
             with self._autocast():
                 fake_outputs = self.d_model(fake)

@@ -6,6 +6,7 @@ run sees exactly the batches an uninterrupted one would have seen, with no sampl
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,15 +37,16 @@ class Batch:
 class CropSampler:
     """Args:
         utterances: the training rows (all must have features in `store`).
-        store: precomputed teacher features.
+        store: precomputed teacher features, or None for audio-only batches (their teacher
+            tensors are [B, F, 0] and every frame is masked out of the LM loss).
         segment_frames: crop length in codec frames (crops start on frame boundaries).
         hop_length, sample_rate: the codec's.
         seed: the run's seed.
     """
 
-    def __init__(self, utterances: list[Utterance], store: FeatureStore, segment_frames: int,
+    def __init__(self, utterances: list[Utterance], store: FeatureStore | None, segment_frames: int,
                  hop_length: int, sample_rate: int, seed: int):
-        missing = [u.id for u in utterances if u.id not in store]
+        missing = [u.id for u in utterances if store is not None and u.id not in store]
         if missing:
             raise ValueError(f"{len(missing)} utterances have no teacher features (e.g. {missing[:3]}); "
                              "run `dmcodec-train teachers` on this manifest")
@@ -67,7 +69,8 @@ class CropSampler:
         return Batch(*(torch.stack(parts) for parts in zip(*items)))
 
     def _crop(self, utterance: Utterance, rng: np.random.Generator):
-        frames = self.store.index["items"][utterance.id]["frames"]
+        frames = (self.store.index["items"][utterance.id]["frames"] if self.store is not None
+                  else math.ceil(utterance.duration * self.sample_rate / self.hop))
         start = int(rng.integers(0, max(frames - self.segment_frames, 0) + 1))
         stop = start + self.segment_frames
         audio = np.zeros(self.segment_frames * self.hop, np.float32)
@@ -79,7 +82,9 @@ class CropSampler:
                              dtype="float32", always_2d=True)
         samples = prepare(samples, rate, self.sample_rate)[: len(audio)]
         audio[: len(samples)] = samples
-        features = self.store.get(utterance.id, start, stop)
+        features = self.store.get(utterance.id, start, stop) if self.store is not None else {
+            "lm": torch.zeros(min(stop, frames) - start, 0), "speech": torch.zeros(min(stop, frames) - start, 0),
+            "lm_mask": torch.zeros(min(stop, frames) - start, dtype=torch.bool)}
         valid = features["lm"].shape[0]
         pad = self.segment_frames - valid
         frame_mask = torch.zeros(self.segment_frames, dtype=torch.bool)

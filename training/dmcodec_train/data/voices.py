@@ -35,6 +35,8 @@ class Voice:
     def available(self) -> bool:
         if self.engine == "piper":
             return _piper_model() is not None
+        if self.engine == "festival" and not (_FESTIVAL_ROOT / _FESTIVAL_DIRS[self.name]).is_dir():
+            return False
         return shutil.which(_BINARIES[self.engine]) is not None
 
     def synthesize(self, text: str, rate: float = 1.0, pitch: float = 1.0, sample_rate: int = 16000) -> np.ndarray:
@@ -54,7 +56,22 @@ class Voice:
 
 
 _BINARIES = {"espeak": "espeak-ng", "flite": "flite", "festival": "text2wave"}
-_FESTIVAL_VOICES = {"slt_hts": "voice_cmu_us_slt_arctic_hts", "kal": "voice_kal_diphone"}
+_FESTIVAL_VOICES = {
+    "slt_hts": "voice_cmu_us_slt_arctic_hts", "kal": "voice_kal_diphone", "ked": "voice_ked_diphone",
+    # Other languages' voices reading English text: other timbres and phone sets, for a codec
+    # that has to reconstruct any speech (their transcripts are not what they say).
+    "ca_ona_hts": "voice_upc_ca_ona_hts", "cs_dita": "voice_czech_dita", "cs_machac": "voice_czech_machac",
+    "cs_ph": "voice_czech_ph", "fi_mv": "voice_hy_fi_mv_diphone", "fi_lj": "voice_suo_fi_lj_diphone",
+    "it_lp": "voice_lp_diphone", "it_pc": "voice_pc_diphone", "ru_nsh": "voice_msu_ru_nsh_clunits",
+}
+# Where each festival voice lives, to tell whether its Debian package is installed.
+_FESTIVAL_DIRS = {
+    "slt_hts": "us/cmu_us_slt_arctic_hts", "kal": "english/kal_diphone", "ked": "english/ked_diphone",
+    "ca_ona_hts": "catalan/upc_ca_ona_hts", "cs_dita": "czech/czech_dita", "cs_machac": "czech/czech_machac",
+    "cs_ph": "czech/czech_ph", "fi_mv": "finnish/hy_fi_mv_diphone", "fi_lj": "finnish/suo_fi_lj_diphone",
+    "it_lp": "italian/lp_diphone", "it_pc": "italian/pc_diphone", "ru_nsh": "russian/msu_ru_nsh_clunits",
+}
+_FESTIVAL_ROOT = Path("/usr/share/festival/voices")
 
 
 def _command(voice: Voice, text: str, out: Path, rate: float, pitch: float, tmp: Path) -> list[str]:
@@ -103,7 +120,11 @@ ALL_VOICES = (
     + [Voice("flite", n) for n in ("slt", "rms", "awb", "kal16")]
     + [Voice("espeak", n) for n in ("en-us+m1", "en-us+m3", "en-us+m7", "en-us+f2", "en-us+f4",
                                      "en+m2", "en+f3", "en-gb-scotland+m4", "en-029+f1",
-                                     "en-gb-x-rp+m5")]
+                                     "en-gb-x-rp+m5", "en-us+m4", "en-us+m6", "en-us+f1", "en-us+f5",
+                                     "en-gb+m1", "en-gb+f2", "en-gb-x-gbclan+m3", "en-gb-x-gbcwmd+f4")]
+    # espeak-ng's other languages, for other phone inventories and prosody.
+    + [Voice("espeak", n) for n in ("de+m3", "fr+f2", "es+m1", "it+f4", "pt-br+m2", "ru+m4", "pl+f1",
+                                     "nl+m5", "sv+f3", "hi+m2", "cmn+f2", "tr+m1")]
     + [Voice("piper", "joe")]
 )
 # Held out for the test split: a voice of each engine family that has several.
