@@ -9,6 +9,7 @@ in training voices. Everything follows from the seed, whatever the number of wor
 from __future__ import annotations
 
 import json
+import subprocess
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -52,6 +53,9 @@ class _Job:
     text: str
     split: str
     voice: Voice
+    # Voices of the same split to try, in order, when `voice` cannot say the text (some
+    # festival voices of other languages write an empty file for some words).
+    fallbacks: tuple[Voice, ...] = ()
 
 
 def _plan(spec: CorpusSpec, voices: list[Voice]) -> list[_Job]:
@@ -68,15 +72,26 @@ def _plan(spec: CorpusSpec, voices: list[Voice]) -> list[_Job]:
     for index, text in enumerate(texts):
         split = "test" if index < n_test else "dev" if index < n_test + n_dev else "train"
         pool = test_voices if split == "test" else train_voices
-        jobs.append(_Job(index, text, split, pool[int(rng.integers(len(pool)))]))
+        first = int(rng.integers(len(pool)))
+        order = pool[first:] + pool[:first]
+        jobs.append(_Job(index, text, split, order[0], tuple(order[1:3])))
     return jobs
 
 
 def _render(job: _Job, spec: CorpusSpec, out: Path) -> tuple[Utterance, dict]:
     rng = np.random.default_rng([spec.seed, job.index])
     rate, pitch = float(rng.uniform(*spec.rate)), float(rng.uniform(*spec.pitch))
-    audio = job.voice.synthesize(job.text, rate, pitch, SAMPLE_RATE)
-    record = {"voice": job.voice.id, "rate": round(rate, 3), "pitch": round(pitch, 3)}
+    failed = []
+    for voice in (job.voice, *job.fallbacks):
+        try:
+            audio = voice.synthesize(job.text, rate, pitch, SAMPLE_RATE)
+            break
+        except (RuntimeError, ValueError, OSError, subprocess.SubprocessError):
+            failed.append(voice.id)
+    else:
+        raise RuntimeError(f"no voice could say utterance {job.index} ({', '.join(failed)}): {job.text!r}")
+    record = {"voice": voice.id, "rate": round(rate, 3), "pitch": round(pitch, 3),
+              **({"failed_voices": failed} if failed else {})}
     if job.split in spec.augment_splits:
         audio, effects = spec.augmentation.apply(audio, SAMPLE_RATE, rng)
         record.update(effects)
@@ -87,7 +102,7 @@ def _render(job: _Job, spec: CorpusSpec, out: Path) -> tuple[Utterance, dict]:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_wav(path, audio, SAMPLE_RATE)
     utterance = Utterance(utterance_id, str(path.relative_to(out)), round(len(audio) / SAMPLE_RATE, 4),
-                          job.text, job.voice.id, job.split)
+                          job.text, voice.id, job.split)
     return utterance, {"id": utterance_id, **record}
 
 
