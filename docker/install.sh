@@ -15,3 +15,6 @@ fi
 # The trained default checkpoint ships inside the package: check that the install found it.
 "$venv/bin/python" -c \
     "from dmcodec.defaults import resolve_checkpoint; print('default checkpoint:', resolve_checkpoint())"
+# The default backend's graphs, exported once here beside the checkpoint, so that a replica
+# (which runs as a user that cannot write there) starts without exporting them again.
+"$venv/bin/dmcodec" export-onnx

@@ -48,7 +48,8 @@ def _checkpoint_path(checkpoint: Optional[Path]) -> Path:
         _fail(str(err))
 
 
-BackendOption = typer.Option("torch", help="torch (reference) or onnxruntime.")
+BackendOption = typer.Option("auto", help="auto (onnxruntime where its codes pass the agreement gate, "
+                             "else torch), torch (the reference) or onnxruntime.")
 PrecisionOption = typer.Option("fp32", help="fp32; opt-in: tf32/bf16/fp16 (torch, CUDA), int8 (onnxruntime).")
 
 

@@ -1,10 +1,16 @@
 """Where window computations run: a pool of CPU workers with pinned intra-op threads.
 
-CPU kernels split their work by the intra-op thread count, and a different split reorders
-float reductions (1 vs 2 threads changed 0.7% of codes here). So every CPU window is computed
-with exactly `threads_per_window` threads, and `workers` windows run side by side: codes do
-not depend on the machine's core count, and throughput scales with cores. On a GPU the calls
-run in the calling thread; the device parallelises within a call.
+CPU kernels split their work by the intra-op thread count, and a different split can reorder
+float reductions (torch's oneDNN convolutions at 1 vs 2 threads changed 0.15-0.7% of codes of
+random weights). So every torch CPU window is computed with exactly `threads_per_window`
+torch threads, and `workers` windows run side by side: codes do not depend on the machine's
+core count, and throughput scales with cores. On a GPU the calls run in the calling thread.
+
+A backend whose results do not depend on its own thread count (ONNX Runtime's CPU kernels
+partition outputs, not reductions; `select_backend` checks it bit for bit) can be given
+`solo_threads`: a window that has the machine to itself (nothing else running or waiting)
+then runs with that many threads, so a lone request uses every core, and under load each
+window runs with `threads_per_window` beside the others.
 """
 
 from __future__ import annotations
@@ -33,8 +39,9 @@ class WindowExecutor:
     Close it (or use it as a context manager) to stop its threads.
     """
 
-    def __init__(self, device_type: str, threads_per_window: int = 1, workers: int = 0):
+    def __init__(self, device_type: str, threads_per_window: int = 1, workers: int = 0, solo_threads: int = 0):
         self.threads_per_window = threads_per_window
+        self.solo_threads = max(solo_threads, threads_per_window)
         self.workers = workers or max(1, available_cores() // threads_per_window)
         self._pool: Optional[ThreadPoolExecutor] = None
         if device_type == "cpu":
@@ -42,20 +49,35 @@ class WindowExecutor:
         self._lock = threading.Lock()
         self._active = 0
         self._saved_threads = 0
+        self._pending = 0  # calls submitted to the pool and not finished, across map() calls
 
     @property
     def pins_threads(self) -> bool:
         return self._pool is not None
 
-    def map(self, compute: Callable[[T], R], items: Iterable[T]) -> list[R]:
-        """[compute(item) for item in items], in order; on CPU on the pool with pinned threads."""
+    def map(self, compute: Callable[[T, int], R], items: Iterable[T]) -> list[R]:
+        """[compute(item, threads) for item in items], in order; on CPU on the pool with pinned
+        torch threads. `threads` is what the call may use: `solo_threads` when it is the only
+        call pending, else `threads_per_window` (always the latter off the CPU pool)."""
         if self._pool is None:
-            return [compute(item) for item in items]
+            return [compute(item, self.threads_per_window) for item in items]
+        items = list(items)
+        with self._lock:
+            self._pending += len(items)
         self._pin()
         try:
-            return list(self._pool.map(compute, items))
+            return list(self._pool.map(lambda item: self._run(compute, item), items))
         finally:
             self._unpin()
+
+    def _run(self, compute: Callable[[T, int], R], item: T) -> R:
+        try:
+            with self._lock:
+                alone = self._pending == 1
+            return compute(item, self.solo_threads if alone else self.threads_per_window)
+        finally:
+            with self._lock:
+                self._pending -= 1
 
     # torch's thread count is process-wide: it is set to `threads_per_window` while any call of
     # this executor runs (calls may overlap, e.g. in the service) and restored after the last.

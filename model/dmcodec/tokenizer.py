@@ -25,7 +25,7 @@ from .backends.agreement import Agreement
 from .backends.selection import select_backend
 from .checkpoint import LoadedCodec, load_checkpoint
 from .defaults import resolve_checkpoint
-from .executor import WindowExecutor
+from .executor import WindowExecutor, available_cores
 from .runtime import determinism_configured
 from .tokens import EncodedAudio, TokenMetadata
 from .windows import Window, WindowPolicy, plan_windows
@@ -49,7 +49,8 @@ class Tokenizer:
         policy: window and batch sizes, threads per window.
         backend, precision: what computes the encoder and decoder (`dmcodec.backends`); fp32
             torch is the reference. Any other mode is measured against it on a calibration set
-            first and refused when fewer than `min_agreement` of its codes are equal.
+            first and refused when fewer than `min_agreement` of its codes are equal. `auto`:
+            onnxruntime where it passes, else torch (the reason is in `model_info()`).
         min_agreement: share of code positions that must match fp32 torch.
     """
 
@@ -64,10 +65,14 @@ class Tokenizer:
                           "dmcodec.runtime.configure_determinism(device) before building a tokenizer",
                           RuntimeWarning, stacklevel=2)
         selected = select_backend(codec, backend, precision, threads=self.policy.threads_per_window,
+                                  solo_threads=self.policy.solo_threads or available_cores(),
                                   min_agreement=min_agreement)
+        self.requested_backend = backend
         self.backend: Backend = selected.backend
         self.agreement: Optional[Agreement] = selected.agreement
-        self.executor = WindowExecutor(self.device.type, self.policy.threads_per_window, self.policy.workers)
+        self.fallback = selected.fallback
+        self.executor = WindowExecutor(self.device.type, self.policy.threads_per_window, self.policy.workers,
+                                       selected.solo_threads)
 
     @classmethod
     def from_pretrained(cls, checkpoint: str | Path | LoadedCodec | None = None, *, device: str = "cpu",
@@ -108,13 +113,18 @@ class Tokenizer:
                                 "precision": self.backend.precision, "device": str(self.device)}
         if self.agreement is not None:
             info["code_agreement"] = self.agreement.overall
+        if self.requested_backend != self.backend.name:
+            info["backend_requested"] = self.requested_backend
+        if self.fallback is not None:
+            info["backend_fallback"] = self.fallback
         return info
 
     def windowing_info(self) -> dict[str, Any]:
         frames = self.policy.window_frames
         return {"window_frames": frames, "context_frames": self.policy.context_frames,
                 "batch_size": self.policy.batch_size(frames, self.device.type),
-                "intra_op_threads": self.policy.threads_per_window if self.executor.pins_threads else 0}
+                "intra_op_threads": self.policy.threads_per_window if self.executor.pins_threads else 0,
+                "solo_threads": self.executor.solo_threads if self.executor.pins_threads else 0}
 
     # -- batching ---------------------------------------------------------------------------
     def _batches(self, jobs: list[_Job], dim: int) -> Iterator[tuple[list[_Job], torch.Tensor]]:
@@ -131,14 +141,14 @@ class Tokenizer:
                 data += [torch.zeros_like(data[0])] * (size - len(chunk))
                 yield chunk, torch.stack(data, dim=dim).to(self.device)
 
-    def _map(self, jobs: list[_Job], dim: int, compute: Callable[[torch.Tensor], np.ndarray],
+    def _map(self, jobs: list[_Job], dim: int, compute: Callable[[torch.Tensor, int], np.ndarray],
              abandoned: Optional[Callable[[int], bool]]) -> list[tuple[list[_Job], np.ndarray]]:
         """(jobs, compute(stacked inputs)) for every batch, on the executor; batches whose clips
         are all abandoned by the time their turn comes are skipped."""
-        def run(batch: tuple[list[_Job], torch.Tensor]) -> Optional[np.ndarray]:
+        def run(batch: tuple[list[_Job], torch.Tensor], threads: int) -> Optional[np.ndarray]:
             if abandoned is not None and all(abandoned(job.clip) for job in batch[0]):
                 return None
-            return compute(batch[1])
+            return compute(batch[1], threads)
 
         batches = list(self._batches(jobs, dim))
         outputs = self.executor.map(run, batches)
@@ -164,7 +174,8 @@ class Tokenizer:
         levels = n_q or self.model.config.n_q
         out = [np.zeros((levels, f), dtype=np.int64) for f in frames]
         # wav [B, 1, T] -> codes [n_q, B, F]
-        for batch, codes in self._map(jobs, 0, lambda wav: self.backend.encode(wav, levels), abandoned):
+        for batch, codes in self._map(jobs, 0, lambda wav, threads: self.backend.encode(wav, levels, threads),
+                                      abandoned):
             for b, job in enumerate(batch):
                 out[job.clip][:, job.window.start : job.window.stop] = codes[:, b, job.window.core]
         return out

@@ -28,6 +28,9 @@ class WindowPolicy:
         threads_per_window: intra-op threads of each CPU window - part of what defines the codes
             (1 vs 2 threads changed 0.7% of codes here).
         workers: CPU windows computed in parallel (0: available cores / threads_per_window).
+        solo_threads: threads a window may use when it is the only one running or waiting (0:
+            available cores), on a backend whose codes are verified not to depend on it
+            (onnxruntime); a lone request then uses the whole machine. 1 turns this off.
         max_batch_items: windows per model call in `fixed` mode.
         max_batch_frames: total frames per model call in `fixed` mode (bounds memory).
     """
@@ -37,6 +40,7 @@ class WindowPolicy:
     batch_mode: str = "auto"
     threads_per_window: int = 1
     workers: int = 0
+    solo_threads: int = 0
     max_batch_items: int = 8
     max_batch_frames: int = 4000
 
@@ -45,8 +49,8 @@ class WindowPolicy:
             raise ValueError("window_frames must exceed 2 * context_frames >= 0")
         if self.max_batch_items < 1 or self.max_batch_frames < self.window_frames:
             raise ValueError("max_batch_items must be >= 1 and max_batch_frames >= window_frames")
-        if self.workers < 0 or self.threads_per_window < 1:
-            raise ValueError("workers must be >= 0 and threads_per_window >= 1")
+        if self.workers < 0 or self.threads_per_window < 1 or self.solo_threads < 0:
+            raise ValueError("workers and solo_threads must be >= 0 and threads_per_window >= 1")
         if self.batch_mode not in ("auto", "single", "fixed"):
             raise ValueError(f"batch_mode must be auto, single or fixed, got {self.batch_mode!r}")
 

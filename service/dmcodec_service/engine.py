@@ -29,7 +29,8 @@ class Engine:
         self.device = settings.resolved_device()
         started = time.monotonic()
         policy = WindowPolicy(window_frames=settings.window_frames, context_frames=settings.context_frames,
-                              workers=settings.workers, threads_per_window=settings.threads_per_window)
+                              workers=settings.workers, threads_per_window=settings.threads_per_window,
+                              solo_threads=settings.solo_threads)
         self.tokenizer = Tokenizer.from_pretrained(settings.checkpoint, device=self.device, backend=settings.backend,
                                                    precision=settings.precision, policy=policy,
                                                    min_agreement=settings.min_code_agreement)

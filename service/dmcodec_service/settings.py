@@ -46,8 +46,12 @@ class ServiceSettings(BaseSettings):
     threads_per_window: int = Field(1, ge=1, description="Intra-op threads per CPU window: part of what "
                                     "defines the codes, so keep it equal across replicas.")
     workers: int = Field(0, ge=0, description="CPU windows computed in parallel; 0: cores / threads_per_window.")
-    backend: Literal["torch", "onnxruntime"] = Field("torch", description="Encoder/decoder backend; onnxruntime "
-                                                     "graphs are exported once per checkpoint and cached.")
+    solo_threads: int = Field(0, ge=0, description="Threads of a window that runs alone (0: all cores), on a "
+                              "backend verified at start-up to give the same codes at any count; 1 turns it off.")
+    backend: Literal["auto", "torch", "onnxruntime"] = Field(
+        "auto", description="Encoder/decoder backend. auto: onnxruntime where its codes pass the agreement gate, "
+        "else fp32 torch (the reason is logged and in /v1/info); onnxruntime graphs are exported once per "
+        "checkpoint and cached.")
     precision: Literal["fp32", "tf32", "bf16", "fp16", "int8"] = Field(
         "fp32", description="fp32 (default); tf32/bf16/fp16 (torch on CUDA) or int8 (onnxruntime) are opt-in.")
     min_code_agreement: float = Field(0.999, ge=0, le=1, description="Start-up refuses a backend/precision "

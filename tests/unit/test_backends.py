@@ -106,3 +106,42 @@ def test_onnx_codes_agree_with_torch(which, request):
     result = code_agreement(reference, candidate)
     assert result.overall >= 0.999, result.per_level
     assert all(np.array_equal(r[0], c[0]) for r, c in zip(reference, candidate))
+
+
+def test_auto_serves_onnxruntime_where_it_passes_and_torch_with_the_reason_where_not(small_checkpoint, caplog):
+    codec = load_checkpoint(small_checkpoint)
+    auto = Tokenizer.from_pretrained(codec, backend="auto")
+    info = auto.model_info()
+    assert info["backend"] == "onnxruntime" and info["backend_requested"] == "auto"
+    assert "backend_fallback" not in info and auto.agreement.overall >= 0.999
+
+    # An impossible gate: auto falls back to fp32 torch and says why (logged and in the info).
+    refused = Tokenizer.from_pretrained(codec, backend="auto", min_agreement=1.01)
+    info = refused.model_info()
+    assert info["backend"] == "torch" and info["backend_requested"] == "auto"
+    assert "keeps only" in info["backend_fallback"] and refused.agreement is None
+    assert any("serving fp32 torch instead of onnxruntime" in r.getMessage() for r in caplog.records)
+    assert refused.windowing_info()["solo_threads"] == 1  # torch pins its thread count
+
+
+def test_a_lone_window_uses_every_core_and_gets_the_codes_it_gets_beside_others(small_checkpoint):
+    """ONNX Runtime's codes at 1 and at 2 threads are checked equal at start-up; a window that
+    runs alone then gets 2 threads, windows that run side by side 1 each - and every clip's
+    codes are the same either way (and equal to a 1-thread-only tokenizer's)."""
+    codec = load_checkpoint(small_checkpoint)
+    elastic = Tokenizer.from_pretrained(codec, backend="onnxruntime",
+                                        policy=WindowPolicy(workers=2, solo_threads=2))
+    pinned = Tokenizer.from_pretrained(codec, backend="onnxruntime",
+                                       policy=WindowPolicy(workers=2, solo_threads=1))
+    assert elastic.windowing_info()["solo_threads"] == 2 and pinned.windowing_info()["solo_threads"] == 1
+    seen: list[int] = []
+    encode = elastic.backend.encode
+    elastic.backend.encode = lambda wav, n_q, threads=0: (seen.append(threads), encode(wav, n_q, threads))[1]
+    audio = clips([1.1, 2.3, 3.1, 0.9], seed=5)
+    alone = [elastic.encode_arrays([a])[0] for a in audio]
+    assert seen == [2, 2, 2, 2]
+    seen.clear()
+    together = elastic.encode_arrays(audio)
+    assert 1 in seen  # the first windows had company
+    reference = pinned.encode_arrays(audio)
+    assert all(np.array_equal(x, y) and np.array_equal(x, z) for x, y, z in zip(alone, together, reference))

@@ -21,14 +21,19 @@ PRECISIONS = {"torch": ("fp32", "tf32", "bf16", "fp16"), "onnxruntime": ("fp32",
 
 
 class Backend(Protocol):
+    """`threads`: intra-op threads the call may use (0: the backend's own setting). Only a
+    backend with `thread_invariant` true honours it; torch's count is pinned per process by
+    `dmcodec.executor` instead, because its results depend on it."""
+
     name: str
     precision: str
     device: torch.device
+    thread_invariant: bool
 
-    def encode(self, wav: torch.Tensor, n_q: int) -> np.ndarray:
+    def encode(self, wav: torch.Tensor, n_q: int, threads: int = 0) -> np.ndarray:
         """Audio [B, 1, T] -> codes [n_q, B, ceil(T / hop)] int64."""
 
-    def decode(self, codes: torch.Tensor) -> np.ndarray:
+    def decode(self, codes: torch.Tensor, threads: int = 0) -> np.ndarray:
         """Codes [n_q, B, F] -> audio [B, F * hop] float32. The caller has checked the codes
         (`Tokenizer.check_codes` runs on every clip before its windows are batched)."""
 
@@ -36,7 +41,8 @@ class Backend(Protocol):
 def create_backend(codec: LoadedCodec, name: str = "torch", precision: str = "fp32", threads: int = 1,
                    cache_dir: str | Path | None = None) -> Backend:
     """The backend `name` at `precision` for a loaded checkpoint (ONNX graphs are exported once
-    and cached; see `dmcodec.backends.onnx`). `threads`: intra-op threads of one model call."""
+    and cached; see `dmcodec.backends.onnx`). `threads`: intra-op threads of a model call that
+    does not ask for its own count."""
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {BACKENDS}")
     if precision not in PRECISIONS[name]:

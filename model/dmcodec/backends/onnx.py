@@ -13,8 +13,10 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,8 +47,11 @@ def _writable(directory: Path) -> bool:
 def graph_dir(codec: LoadedCodec, precision: str = "fp32", cache_dir: str | Path | None = None) -> Path:
     """Where the graphs for this checkpoint and precision live (created if needed)."""
     key = _key(codec, precision)
-    if cache_dir is None and codec.path is not None and _writable(codec.path.parent / "onnx"):
-        return codec.path.parent / "onnx" / key
+    if cache_dir is None and codec.path is not None:
+        beside = codec.path.parent / "onnx" / key
+        # Graphs exported beside a checkpoint at install time serve from a read-only folder.
+        if (beside / "meta.json").exists() or _writable(beside.parent):
+            return beside
     root = Path(cache_dir or os.environ.get("DMCODEC_CACHE") or Path.home() / ".cache" / "dmcodec") / "onnx"
     return root / f"{codec.sha256[:16]}-{key}"
 
@@ -100,11 +105,17 @@ class OnnxBackend:
     """Args:
         codec: the loaded checkpoint (its quantizer searches codes; short windows use its torch model).
         precision: fp32, or int8 (dynamically quantised weights; check the agreement before use).
-        threads: intra-op threads of each session call - like torch's, part of what fixes the codes.
+        threads: intra-op threads of a session call that does not ask for its own count.
         cache_dir: where graphs go when the checkpoint's folder is read-only.
+
+    ONNX Runtime's CPU kernels split a call's work by outputs, not along reductions, so its
+    results do not depend on the thread count (`select_backend` verifies this bit for bit
+    before a tokenizer lets a lone window use more threads). One pair of sessions is kept per
+    thread count asked for.
     """
 
     name = "onnxruntime"
+    thread_invariant = True
 
     def __init__(self, codec: LoadedCodec, precision: str = "fp32", threads: int = 1,
                  cache_dir: str | Path | None = None):
@@ -115,30 +126,46 @@ class OnnxBackend:
         self.precision = precision
         self.device = next(self.model.parameters()).device
         self.directory = export_onnx(codec, precision, cache_dir)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         providers = ["CPUExecutionProvider"]
         if self.device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
         self.providers = providers
-        self.encoder = ort.InferenceSession(str(self.directory / "encoder.onnx"), options, providers=providers)
-        self.decoder = ort.InferenceSession(str(self.directory / "decoder.onnx"), options, providers=providers)
+        self.threads = threads
+        self._sessions: dict[int, tuple[ort.InferenceSession, ort.InferenceSession]] = {}
+        self._lock = threading.Lock()
+        self.sessions(threads)
         self._short = TorchBackend(self.model)
 
-    def encode(self, wav: torch.Tensor, n_q: int) -> np.ndarray:
+    def sessions(self, threads: int = 0) -> tuple[Any, Any]:
+        """(encoder, decoder) sessions running with `threads` intra-op threads (0: the default)."""
+        import onnxruntime as ort
+
+        threads = threads or self.threads
+        with self._lock:
+            if threads not in self._sessions:
+                options = ort.SessionOptions()
+                options.intra_op_num_threads = threads
+                options.inter_op_num_threads = 1
+                options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+                self._sessions[threads] = tuple(
+                    ort.InferenceSession(str(self.directory / f"{part}.onnx"), options, providers=self.providers)
+                    for part in ("encoder", "decoder"))
+            return self._sessions[threads]
+
+    def encode(self, wav: torch.Tensor, n_q: int, threads: int = 0) -> np.ndarray:
         # wav [B, 1, T] -> latent [B, D, F] (ONNX) -> codes [n_q, B, F] (fp32 quantizer)
         if self.model.num_frames(wav.shape[-1]) < MIN_FRAMES:
             return self._short.encode(wav, n_q)
-        latent = self.encoder.run(None, {"audio": wav.detach().float().cpu().numpy()})[0]
+        encoder, _ = self.sessions(threads)
+        latent = encoder.run(None, {"audio": wav.detach().float().cpu().numpy()})[0]
         with torch.inference_mode():
             return self.model.quantizer.encode(torch.from_numpy(latent).to(self.device), n_q).cpu().numpy()
 
-    def decode(self, codes: torch.Tensor) -> np.ndarray:
+    def decode(self, codes: torch.Tensor, threads: int = 0) -> np.ndarray:
         # codes [n_q, B, F] -> latent [B, D, F] (fp32) -> audio [B, F * hop] (ONNX)
         if codes.shape[-1] < MIN_FRAMES:
             return self._short.decode(codes)
         with torch.inference_mode():
             latent = self.model.quantizer.decode(codes.to(self.device)).float().cpu().numpy()
-        return self.decoder.run(None, {"latent": latent})[0][:, 0]
+        _, decoder = self.sessions(threads)
+        return decoder.run(None, {"latent": latent})[0][:, 0]

@@ -18,6 +18,7 @@ class TorchBackend:
     """
 
     name = "torch"
+    thread_invariant = False
 
     def __init__(self, model: DMCodec, precision: str = "fp32"):
         self.model = model
@@ -44,14 +45,14 @@ class TorchBackend:
             yield
 
     @torch.inference_mode()
-    def encode(self, wav: torch.Tensor, n_q: int) -> np.ndarray:
+    def encode(self, wav: torch.Tensor, n_q: int, threads: int = 0) -> np.ndarray:
         # wav [B, 1, T] -> latent [B, D, F] -> codes [n_q, B, F]
         with self._precision():
             latent = self.model.encoder(wav)
         return self.model.quantizer.encode(latent.float(), n_q).cpu().numpy()
 
     @torch.inference_mode()
-    def decode(self, codes: torch.Tensor) -> np.ndarray:
+    def decode(self, codes: torch.Tensor, threads: int = 0) -> np.ndarray:
         # codes [n_q, B, F] -> latent [B, D, F] -> audio [B, F * hop]
         latent = self.model.quantizer.decode(codes)
         with self._precision():
