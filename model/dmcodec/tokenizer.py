@@ -292,11 +292,17 @@ class Tokenizer:
                 jobs.append(_Job(index, window, codes_t[:, window.outer_start : window.outer_stop]))
         out = [np.zeros(-(-n // hop) * hop, dtype=np.float32) for n in lengths]
         # codes [n_q, B, F] -> audio [B, F * hop]
-        for batch, audio in self._map(jobs, 1, self.backend.decode, abandoned):
+        for batch, audio in self._map(jobs, 1, self._decode_window_batch, abandoned):
             for b, job in enumerate(batch):
                 w = job.window
                 out[job.clip][w.start * hop : w.stop * hop] = audio[b, w.core.start * hop : w.core.stop * hop]
         return [clip[:n] for clip, n in zip(out, lengths)]
+
+    def _decode_window_batch(self, codes: torch.Tensor, threads: int) -> np.ndarray:
+        # Always the policy's threads: onnxruntime's transposed convolutions sum overlapping
+        # outputs in an order that follows the thread split (measured: the audio, not the codes,
+        # differs by an ulp), and a stream must equal the whole file whatever the load.
+        return self.backend.decode(codes, self.policy.threads_per_window)
 
     def decode(self, codes: np.ndarray, num_samples: Optional[int] = None) -> np.ndarray:
         return self.decode_many([(codes, num_samples)])[0]
@@ -307,6 +313,6 @@ class Tokenizer:
         the plan's windows one after another and joining them gives the same samples, with
         memory bounded by one window. The caller has checked the codes."""
         piece = torch.from_numpy(np.asarray(codes[:, window.outer_start : window.outer_stop], dtype=np.int64))
-        ((_, audio),) = self._map([_Job(0, window, piece)], 1, self.backend.decode, None)
+        ((_, audio),) = self._map([_Job(0, window, piece)], 1, self._decode_window_batch, None)
         hop = self.hop_length
         return audio[0, window.core.start * hop : window.core.stop * hop]

@@ -19,14 +19,20 @@ class ModelRef(BaseModel):
     device: str = Field(description="cpu or cuda[:N].")
     code_agreement: Optional[float] = Field(None, description="For any mode other than fp32 torch: the share "
                                             "of fp32 torch codes it reproduced on the calibration set at start-up.")
+    backend_requested: Optional[str] = Field(None, description="The configured backend where it differs from "
+                                             "`backend` (auto chooses one at start-up).")
+    backend_fallback: Optional[str] = Field(None, description="Why auto serves fp32 torch instead of "
+                                            "onnxruntime (e.g. too few equal codes at start-up).")
 
 
 class Windowing(BaseModel):
     window_frames: int = Field(description="Audio up to this many frames is encoded in one piece.")
     context_frames: int = Field(description="Context frames around each window of longer audio.")
     batch_size: int = Field(description="Fixed model batch shape per window length (1 on CPU).")
-    intra_op_threads: int = Field(description="Threads per window on CPU (always 1, so codes do not depend "
-                                  "on the core count); 0 on GPU.")
+    intra_op_threads: int = Field(description="Threads per window on CPU when windows run side by side "
+                                  "(1, so codes do not depend on the core count); 0 on GPU.")
+    solo_threads: int = Field(0, description="Threads of a window that runs alone: all cores on a backend whose "
+                              "codes were checked equal at any thread count at start-up, else intra_op_threads.")
 
 
 class EncodeResponse(BaseModel):

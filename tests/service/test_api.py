@@ -29,7 +29,8 @@ def service(tiny_checkpoint):
 
 @pytest.fixture(scope="module")
 def local(tiny_checkpoint):
-    with Tokenizer.from_pretrained(tiny_checkpoint) as tokenizer:
+    # The library with the service's default backend (auto: onnxruntime where it passes the gate).
+    with Tokenizer.from_pretrained(tiny_checkpoint, backend="auto") as tokenizer:
         yield tokenizer
 
 
@@ -101,7 +102,7 @@ def test_concurrent_requests_are_batched_with_unchanged_codes(service, local):
     assert value(after, "dmcodec_request_duration_seconds_count", route="/v1/encode") >= 12
     assert value(after, "dmcodec_queue_duration_seconds_count", op="encode") >= 12
     assert value(after, "dmcodec_model_info", name="untrained-tiny", sha256=local.codec.sha256, device="cpu",
-                 backend="torch", precision="fp32") == 1
+                 backend=local.backend.name, precision="fp32") == 1
 
 
 def _error(response: httpx.Response, status: int, code: str) -> None:
