@@ -4,8 +4,9 @@ timeout, zero-padding collate) and `dmcodec serve` with its default settings, on
 weights, the same 5-second speech clip and the same HTTP client on this machine.
 
 Both servers run at once; each concurrency level drives one, then the other (the order
-alternates by level, so slow drift of a shared machine falls on both). Prints audio seconds
-per second and latency percentiles per level, our/peer ratios, and a JSON line.
+alternates by level, so slow drift of a shared machine falls on both), and the server not
+being measured is paused (SIGSTOP to its process group: LitServe's idle loops poll). Prints
+audio seconds per second and latency percentiles per level, our/peer ratios, and a JSON line.
 
     python bench/peer.py                                    # paper-size config, random weights
     python bench/peer.py --checkpoint model/dmcodec/checkpoints/default --seconds 30
@@ -20,8 +21,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -70,32 +74,43 @@ def weights(args, directory: Path) -> tuple[Path, Path]:
 
 
 @contextmanager
-def peer_server(release: Path, log: Path) -> Iterator[str]:
+def paused(group: int) -> Iterator[None]:
+    """The process group stopped for the duration (its sockets stay open)."""
+    os.killpg(group, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.killpg(group, signal.SIGCONT)
+
+
+@contextmanager
+def peer_server(release: Path, log: Path) -> Iterator[tuple[str, int]]:
     port = free_port()
     with open(log, "ab") as out:
+        # Its own process group: LitServe runs its API server and model worker as child processes.
         process = subprocess.Popen([sys.executable, str(BENCH / "peer_litserve.py"), str(release),
-                                    str(release.parent / "config.json"), "--port", str(port)], stdout=out, stderr=out)
+                                    str(release.parent / "config.json"), "--port", str(port)], stdout=out, stderr=out,
+                                   start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"peer exited with {process.returncode}: {log.read_text()[-2000:]}")
-            try:
+            with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{url}/health", timeout=1).status_code == 200:
                     break
-            except httpx.HTTPError:
-                pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"peer not ready in 180 s: {log.read_text()[-2000:]}")
             time.sleep(0.3)
-        yield url
+        yield url, process.pid
     finally:
-        process.terminate()
-        try:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 async def drive(url: str, clip: bytes, clip_seconds: float, concurrency: int, seconds: float) -> dict:
@@ -145,18 +160,23 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         ours_checkpoint, release = weights(args, Path(tmp))
-        peer = stack.enter_context(peer_server(release, Path(tmp) / "peer.log")) + "/encode"
-        ours_base, _ = stack.enter_context(local_server(ours_checkpoint, Path(tmp) / "ours.log"))
-        ours = ours_base + "/v1/encode"
+        peer_base, peer_group = stack.enter_context(peer_server(release, Path(tmp) / "peer.log"))
+        ours_base, ours_process = stack.enter_context(
+            local_server(ours_checkpoint, Path(tmp) / "ours.log", popen={"start_new_session": True}))
+        peer, ours = peer_base + "/encode", ours_base + "/v1/encode"
+        other = {peer: ours_process.pid, ours: peer_group}
         info = httpx.get(f"{ours_base}/v1/info", timeout=10).json()
         peer_codes, our_codes = codes_from(peer, clip), codes_from(ours, clip)
         agreement = float((peer_codes == our_codes).mean()) if peer_codes.shape == our_codes.shape else 0.0
         for url in (peer, ours):  # warm-up, also of the batching paths
-            asyncio.run(drive(url, clip, args.clip_seconds, 4, 3.0))
+            with paused(other[url]):
+                asyncio.run(drive(url, clip, args.clip_seconds, 4, 3.0))
         for index, level in enumerate(args.levels):
             order = [("peer", peer), ("ours", ours)][:: 1 if index % 2 == 0 else -1]
-            result = {name: asyncio.run(drive(url, clip, args.clip_seconds, level, args.seconds))
-                      for name, url in order}
+            result = {}
+            for name, url in order:
+                with paused(other[url]):
+                    result[name] = asyncio.run(drive(url, clip, args.clip_seconds, level, args.seconds))
             rows.append({"concurrency": level, **result})
     model = info.get("model", {})
     print(f"weights: {args.checkpoint or args.preset + ' (random, codebooks fitted)'}; clip {args.clip_seconds} s; "

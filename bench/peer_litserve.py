@@ -15,11 +15,11 @@ import io
 import json
 import math
 
+import litserve as ls
 import numpy as np
 import soundfile as sf
 import torch
 
-import litserve as ls
 from dmcodec.reference import import_reference_class
 
 

@@ -71,6 +71,10 @@ class Tokenizer:
         self.backend: Backend = selected.backend
         self.agreement: Optional[Agreement] = selected.agreement
         self.fallback = selected.fallback
+        # Windows of one length share an encoder call, as many as come, only where the
+        # backend was checked to give each the codes it gets alone (no fixed-shape padding).
+        self.dynamic_batches = (selected.batch_invariant and self.device.type == "cpu"
+                                and self.policy.batch_mode == "auto")
         self.executor = WindowExecutor(self.device.type, self.policy.threads_per_window, self.policy.workers,
                                        selected.solo_threads)
 
@@ -124,25 +128,30 @@ class Tokenizer:
         return {"window_frames": frames, "context_frames": self.policy.context_frames,
                 "batch_size": self.policy.batch_size(frames, self.device.type),
                 "intra_op_threads": self.policy.threads_per_window if self.executor.pins_threads else 0,
-                "solo_threads": self.executor.solo_threads if self.executor.pins_threads else 0}
+                "solo_threads": self.executor.solo_threads if self.executor.pins_threads else 0,
+                "dynamic_batches": self.dynamic_batches}
 
     # -- batching ---------------------------------------------------------------------------
-    def _batches(self, jobs: list[_Job], dim: int) -> Iterator[tuple[list[_Job], torch.Tensor]]:
+    def _batches(self, jobs: list[_Job], dim: int, dynamic: bool) -> Iterator[tuple[list[_Job], torch.Tensor]]:
         """(jobs, stacked tensor) for groups of identical shape, stacked along `dim` and padded
-        with zero items to the policy's batch size for that shape."""
+        with zero items to the policy's batch size for that shape - or, `dynamic`, up to the
+        policy's batch limits and not padded."""
         by_shape: dict[tuple[int, ...], list[_Job]] = defaultdict(list)
         for job in jobs:
             by_shape[tuple(job.data.shape)].append(job)
         for group in by_shape.values():
-            size = self.policy.batch_size(group[0].window.outer_frames, self.device.type)
+            frames = group[0].window.outer_frames
+            size = (max(1, min(self.policy.max_batch_items, self.policy.max_batch_frames // frames)) if dynamic
+                    else self.policy.batch_size(frames, self.device.type))
             for i in range(0, len(group), size):
                 chunk = group[i : i + size]
                 data = [job.data for job in chunk]
-                data += [torch.zeros_like(data[0])] * (size - len(chunk))
+                if not dynamic:
+                    data += [torch.zeros_like(data[0])] * (size - len(chunk))
                 yield chunk, torch.stack(data, dim=dim).to(self.device)
 
     def _map(self, jobs: list[_Job], dim: int, compute: Callable[[torch.Tensor, int], np.ndarray],
-             abandoned: Optional[Callable[[int], bool]]) -> list[tuple[list[_Job], np.ndarray]]:
+             abandoned: Optional[Callable[[int], bool]], dynamic: bool = False) -> list[tuple[list[_Job], np.ndarray]]:
         """(jobs, compute(stacked inputs)) for every batch, on the executor; batches whose clips
         are all abandoned by the time their turn comes are skipped."""
         def run(batch: tuple[list[_Job], torch.Tensor], threads: int) -> Optional[np.ndarray]:
@@ -150,7 +159,7 @@ class Tokenizer:
                 return None
             return compute(batch[1], threads)
 
-        batches = list(self._batches(jobs, dim))
+        batches = list(self._batches(jobs, dim, dynamic))
         outputs = self.executor.map(run, batches)
         return [(chunk, out) for (chunk, _), out in zip(batches, outputs) if out is not None]
 
@@ -174,8 +183,9 @@ class Tokenizer:
         levels = n_q or self.model.config.n_q
         out = [np.zeros((levels, f), dtype=np.int64) for f in frames]
         # wav [B, 1, T] -> codes [n_q, B, F]
+        # Only the encoder batches dynamically: the decode path was not checked for it.
         for batch, codes in self._map(jobs, 0, lambda wav, threads: self.backend.encode(wav, levels, threads),
-                                      abandoned):
+                                      abandoned, self.dynamic_batches):
             for b, job in enumerate(batch):
                 out[job.clip][:, job.window.start : job.window.stop] = codes[:, b, job.window.core]
         return out

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import httpx
 
@@ -24,7 +24,7 @@ def free_port() -> int:
 @contextlib.contextmanager
 def local_server(checkpoint: Optional[Path], log_path: Path, ready_timeout: float = 180,
                  python: str = sys.executable, port: Optional[int] = None, env: Optional[dict[str, str]] = None,
-                 **settings) -> Iterator[tuple[str, subprocess.Popen]]:
+                 popen: Optional[dict[str, Any]] = None, **settings) -> Iterator[tuple[str, subprocess.Popen]]:
     """Start `python -m dmcodec_service` on `port` (default: a free one) and wait until it is ready.
 
     Yields (base URL, process); on exit sends SIGTERM (the service drains) and waits.
@@ -37,7 +37,7 @@ def local_server(checkpoint: Optional[Path], log_path: Path, ready_timeout: floa
         env["DMCODEC_CHECKPOINT"] = str(checkpoint)
     env.update({f"DMCODEC_{k.upper()}": str(v) for k, v in settings.items()})
     with open(log_path, "ab") as log:
-        process = subprocess.Popen([python, "-m", "dmcodec_service"], env=env, stdout=log, stderr=log)
+        process = subprocess.Popen([python, "-m", "dmcodec_service"], env=env, stdout=log, stderr=log, **(popen or {}))
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + ready_timeout

@@ -31,6 +31,8 @@ class Windowing(BaseModel):
     batch_size: int = Field(description="Fixed model batch shape per window length (1 on CPU).")
     intra_op_threads: int = Field(description="Threads per window on CPU when windows run side by side "
                                   "(1, so codes do not depend on the core count); 0 on GPU.")
+    dynamic_batches: bool = Field(False, description="Windows of one length share an encoder call without "
+                                  "padding: granted where the backend was checked batch-invariant at start-up.")
     solo_threads: int = Field(0, description="Threads of a window that runs alone: all cores on a backend whose "
                               "codes were checked equal at any thread count at start-up, else intra_op_threads.")
 

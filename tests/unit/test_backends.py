@@ -134,14 +134,17 @@ def test_a_lone_window_uses_every_core_and_gets_the_codes_it_gets_beside_others(
     pinned = Tokenizer.from_pretrained(codec, backend="onnxruntime",
                                        policy=WindowPolicy(workers=2, solo_threads=1))
     assert elastic.windowing_info()["solo_threads"] == 2 and pinned.windowing_info()["solo_threads"] == 1
-    seen: list[int] = []
+    assert elastic.windowing_info()["dynamic_batches"]  # checked batch-invariant at start-up
+    seen: list[tuple[int, int]] = []
     encode = elastic.backend.encode
-    elastic.backend.encode = lambda wav, n_q, threads=0: (seen.append(threads), encode(wav, n_q, threads))[1]
-    audio = clips([1.1, 2.3, 3.1, 0.9], seed=5)
+    elastic.backend.encode = lambda wav, n_q, threads=0: (seen.append((wav.shape[0], threads)),
+                                                          encode(wav, n_q, threads))[1]
+    audio = clips([1.1, 2.3, 3.1, 0.9, 2.3, 2.3], seed=5)
     alone = [elastic.encode_arrays([a])[0] for a in audio]
-    assert seen == [2, 2, 2, 2]
+    assert seen == [(1, 2)] * 6
     seen.clear()
     together = elastic.encode_arrays(audio)
-    assert 1 in seen  # the first windows had company
+    assert (3, 1) in seen or (3, 2) in seen  # the three 2.3 s clips in one unpadded call
+    assert 1 in {threads for _, threads in seen}  # some windows had company
     reference = pinned.encode_arrays(audio)
     assert all(np.array_equal(x, y) and np.array_equal(x, z) for x, y, z in zip(alone, together, reference))
