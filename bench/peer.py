@@ -40,7 +40,7 @@ import numpy as np
 from dmcodec.audio import load_audio, wav_bytes
 from dmcodec.checkpoint import load_checkpoint, save_checkpoint, save_release_checkpoint
 from dmcodec.signals import speech_like
-from dmcodec_service.local import free_port, local_server
+from dmcodec_service.local import free_port, local_server, wait_ready
 
 BENCH = Path(__file__).parent
 TEXT = ("The codec turns five seconds of speech into tokens, and the tokens back into speech, "
@@ -93,16 +93,7 @@ def peer_server(release: Path, log: Path) -> Iterator[tuple[str, int]]:
                                    start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"peer exited with {process.returncode}: {log.read_text()[-2000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"peer not ready in 180 s: {log.read_text()[-2000:]}")
-            time.sleep(0.3)
+        wait_ready(process, f"{url}/health", log, 180)
         yield url, process.pid
     finally:
         with contextlib.suppress(ProcessLookupError):

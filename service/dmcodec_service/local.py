@@ -21,6 +21,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_ready(process: subprocess.Popen, health_url: str, log_path: Path, timeout: float) -> None:
+    """Poll `health_url` until it answers 200; raise with the log's tail if the process exits
+    or `timeout` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}: {log_path.read_text()[-2000:]}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(health_url, timeout=1).status_code == 200:
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"server not ready in {timeout} s: {log_path.read_text()[-2000:]}")
+        time.sleep(0.2)
+
+
 @contextlib.contextmanager
 def local_server(checkpoint: Optional[Path], log_path: Path, ready_timeout: float = 180,
                  python: str = sys.executable, port: Optional[int] = None, env: Optional[dict[str, str]] = None,
@@ -40,16 +55,7 @@ def local_server(checkpoint: Optional[Path], log_path: Path, ready_timeout: floa
         process = subprocess.Popen([python, "-m", "dmcodec_service"], env=env, stdout=log, stderr=log, **(popen or {}))
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + ready_timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"server exited with {process.returncode}: {Path(log_path).read_text()[-2000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"server not ready in {ready_timeout} s: {Path(log_path).read_text()[-2000:]}")
-            time.sleep(0.2)
+        wait_ready(process, f"{url}/v2/health/ready", Path(log_path), ready_timeout)
         yield url, process
     finally:
         if process.poll() is None:
