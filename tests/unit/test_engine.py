@@ -28,7 +28,8 @@ def test_an_abandoned_request_stops_between_windows(tiny_checkpoint):
                                     workers=1))
     calls = []
     encode = engine.tokenizer.backend.encode
-    engine.tokenizer.backend.encode = lambda wav, n_q, threads=0: calls.append(wav.shape[-1]) or encode(wav, n_q, threads)
+    engine.tokenizer.backend.encode = lambda wav, n_q, threads=0: (calls.append(wav.shape[-1]),
+                                                                   encode(wav, n_q, threads))[1]
     checks = {"left": 0}
 
     def left_after_two_windows() -> bool:
