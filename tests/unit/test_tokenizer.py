@@ -111,7 +111,7 @@ def test_metadata_describes_the_codes(small_tokenizer, small_checkpoint):
     assert data["codebook_size"] == 1024 and data["frame_rate"] == 50 and data["num_samples"] == 8000
     assert data["model"]["sha256"] == load_checkpoint(small_checkpoint).sha256
     assert data["windowing"] == {"window_frames": 1000, "context_frames": 50, "batch_size": 1, "intra_op_threads": 1,
-                                 "solo_threads": 1}  # torch: pinned, whatever the cores
+                                 "solo_threads": 1, "dynamic_batches": False}  # torch: pinned, one by one
 
 
 def test_decoding_window_by_window_gives_the_samples_of_decoding_whole(small_checkpoint):
