@@ -44,13 +44,19 @@ def _writable(directory: Path) -> bool:
         return False
 
 
+def _complete(directory: Path) -> bool:
+    """A finished export: both graphs and the meta file written last (a package or an
+    interrupted copy may carry the meta file alone)."""
+    return all((directory / name).is_file() for name in ("encoder.onnx", "decoder.onnx", "meta.json"))
+
+
 def graph_dir(codec: LoadedCodec, precision: str = "fp32", cache_dir: str | Path | None = None) -> Path:
     """Where the graphs for this checkpoint and precision live (created if needed)."""
     key = _key(codec, precision)
     if cache_dir is None and codec.path is not None:
         beside = codec.path.parent / "onnx" / key
         # Graphs exported beside a checkpoint at install time serve from a read-only folder.
-        if (beside / "meta.json").exists() or _writable(beside.parent):
+        if _complete(beside) or _writable(beside.parent):
             return beside
     root = Path(cache_dir or os.environ.get("DMCODEC_CACHE") or Path.home() / ".cache" / "dmcodec") / "onnx"
     return root / f"{codec.sha256[:16]}-{key}"
@@ -59,7 +65,7 @@ def graph_dir(codec: LoadedCodec, precision: str = "fp32", cache_dir: str | Path
 def export_onnx(codec: LoadedCodec, precision: str = "fp32", cache_dir: str | Path | None = None) -> Path:
     """Export (or find) encoder.onnx and decoder.onnx for the checkpoint; returns their folder."""
     directory = graph_dir(codec, precision, cache_dir)
-    if (directory / "meta.json").exists():
+    if _complete(directory):
         return directory
     directory.mkdir(parents=True, exist_ok=True)
     model = codec.model
