@@ -70,25 +70,24 @@ def select_backend(codec: LoadedCodec, name: str = "torch", precision: str = "fp
     with WindowExecutor(reference.device.type, threads, workers=1) as executor:
         expected = executor.map(lambda clip, _: _encode_clip(reference, clip, n_q, 0), clips)
         measured = executor.map(lambda clip, _: _encode_clip(candidate, clip, n_q, threads), clips)
-        solo = None
-        if solo_threads > threads and candidate.thread_invariant and reference.device.type == "cpu":
-            solo = executor.map(lambda clip, _: _encode_clip(candidate, clip, n_q, solo_threads), clips)
-        rate = codec.config.sample_rate
-        invariant = candidate.thread_invariant and reference.device.type == "cpu" and executor.map(
-            lambda _, __: _batch_invariant(candidate, clips, n_q, threads, rate), [None])[0]
-    agreement = code_agreement(expected, measured)
-    if agreement.overall < min_agreement:
-        raise AgreementError(
-            f"backend {name} at {precision} keeps only {agreement.overall:.4%} of fp32 torch codes on the "
-            f"calibration set (per level: {', '.join(f'{x:.3f}' for x in agreement.per_level)}); at least "
-            f"{min_agreement:.2%} is required - use fp32, or lower the threshold knowingly")
-    granted = 0
-    if solo is not None:
-        if all(np.array_equal(a, b) for a, b in zip(measured, solo)):
-            granted = solo_threads
-        else:
-            log.warning("backend %s gives other codes at %d threads than at %d: lone windows keep %d",
-                        name, solo_threads, threads, threads)
+        agreement = code_agreement(expected, measured)
+        if agreement.overall < min_agreement:
+            raise AgreementError(
+                f"backend {name} at {precision} keeps only {agreement.overall:.4%} of fp32 torch codes on the "
+                f"calibration set (per level: {', '.join(f'{x:.3f}' for x in agreement.per_level)}); at least "
+                f"{min_agreement:.2%} is required - use fp32, or lower the threshold knowingly")
+        # The invariance checks only for a backend that passed, and only where they can hold.
+        granted, invariant = 0, False
+        if candidate.thread_invariant and reference.device.type == "cpu":
+            if solo_threads > threads:
+                solo = executor.map(lambda clip, _: _encode_clip(candidate, clip, n_q, solo_threads), clips)
+                if all(np.array_equal(a, b) for a, b in zip(measured, solo)):
+                    granted = solo_threads
+                else:
+                    log.warning("backend %s gives other codes at %d threads than at %d: lone windows keep %d",
+                                name, solo_threads, threads, threads)
+            rate = codec.config.sample_rate
+            invariant = executor.map(lambda _, __: _batch_invariant(candidate, clips, n_q, threads, rate), [None])[0]
     return Selection(candidate, agreement, granted, batch_invariant=invariant)
 
 
