@@ -15,6 +15,7 @@ from dmcodec.signals import speech_like
 from dmcodec_train.data.augment import Augmentation
 from dmcodec_train.data.corpus import CorpusSpec, build_corpus
 from dmcodec_train.data.manifest import Utterance, from_folder, from_librispeech, read_manifest, write_manifest
+from dmcodec_train.data.recordings import alsa, pocketsphinx
 from dmcodec_train.data.texts import generate_sentences
 from dmcodec_train.data.voices import ALL_VOICES, TEST_VOICES
 
@@ -91,6 +92,30 @@ def test_manifest_round_trips_and_reads_folders_and_librispeech(tmp_path):
     libri = from_librispeech(tmp_path / "libri", "dev")
     assert [(u.id, u.transcript, u.speaker, u.split) for u in libri] == [
         ("103-1240-0000", "CHAPTER ONE", "103", "dev"), ("103-1240-0001", "MISSUS RACHEL", "103", "dev")]
+
+
+def test_packaged_recordings_become_a_test_split_with_their_transcripts(tmp_path):
+    alsa_dir = tmp_path / "alsa"
+    alsa_dir.mkdir()
+    for name in ("Front_Left", "Noise", "Rear_Center"):
+        write_wav(alsa_dir / f"{name}.wav", speech_like(0.4, 48000), 48000)
+    assert [(u.id, u.transcript, u.split) for u in alsa(alsa_dir)] == [
+        ("alsa/Front_Left", "front left", "test"), ("alsa/Rear_Center", "rear center", "test")]
+
+    cards = tmp_path / "sphinx" / "cards"
+    cards.mkdir(parents=True)
+    write_wav(cards / "001.wav", speech_like(0.5, 16000), 16000)
+    (cards / "cards.transcription").write_text("<s> ten of  clubs  </s> (001)\n\n")
+    found = pocketsphinx(tmp_path / "sphinx")
+    assert [(u.id, u.transcript, u.speaker) for u in found] == [
+        ("pocketsphinx-cards/001", "ten of clubs", "pocketsphinx-cards")]
+    assert found[0].duration == pytest.approx(0.5)
+    (cards / "cards.transcription").write_text("<s> ten of clubs </s> (002)\n")
+    with pytest.raises(ValueError, match="002"):
+        pocketsphinx(tmp_path / "sphinx")
+    (cards / "cards.transcription").write_text("ten of clubs\n")
+    with pytest.raises(ValueError, match="line 1"):
+        pocketsphinx(tmp_path / "sphinx")
 
 
 def test_crops_align_audio_with_teacher_frames_at_any_file_rate(train_corpus, tmp_path):

@@ -62,6 +62,21 @@ def manifest(source: Path = typer.Argument(..., help="a folder of audio, or a Li
 
 
 @app.command()
+def recordings(out: Path = typer.Argument(..., help="manifest to write (.jsonl or .parquet)")):
+    """Write a test manifest of the real recordings that Debian packages install (ALSA's
+    channel names, pocketsphinx-testdata's LibriVox and card clips): held-out human speech."""
+    from .data.manifest import write_manifest
+    from .data.recordings import installed_recordings
+
+    try:
+        rows = installed_recordings()
+        write_manifest(rows, out)
+    except ValueError as err:
+        _fail(str(err))
+    typer.echo(f"{len(rows)} recordings, {sum(r.duration for r in rows) / 60:.1f} min -> {out}")
+
+
+@app.command()
 def teachers(manifest: Path = typer.Argument(..., help="corpus manifest"),
              out: Path = typer.Argument(..., help="feature folder"),
              speech_teacher: str = typer.Option("whisper", help="'whisper' (the bundled Whisper encoder) "
