@@ -105,8 +105,8 @@ def teachers(manifest: Path = typer.Argument(..., help="corpus manifest"),
 
 @app.command()
 def train(manifest: Path = typer.Argument(..., help="corpus manifest (train and dev splits)"),
-          features: str = typer.Argument(..., help="teacher feature folder, or '-' for none "
-                                         "(with --set train_parts=decoder)"),
+          features: str = typer.Argument(..., help="teacher feature folder, or '-' for none (with "
+                                         "--set train_parts=decoder or loss.distillation=0)"),
           run: Path = typer.Argument(..., help="run folder (state, logs, best/)"),
           preset: str = typer.Option("small", help="paper, small, tiny, or a .json file"),
           set_: Optional[list[str]] = typer.Option(None, "--set", help="override, e.g. steps=500 or loss.lm=0"),

@@ -47,16 +47,17 @@ from .teachers.precompute import FeatureStore
 class Generator(nn.Module):
     """The codec and its two distillation heads, trained (and DDP-wrapped) as one module.
 
-    teacher_dims: the LM and speech teachers' widths; None trains the decoder alone, with the
-    encoder and codebooks frozen in eval mode (no EMA updates), so the tokens do not move.
+    teacher_dims: the LM and speech teachers' widths, one distillation head each (none: no
+    distillation). decoder_only: train the decoder alone, with the encoder and codebooks frozen
+    in eval mode (no EMA updates), so the tokens do not move.
     """
 
-    def __init__(self, codec: DMCodec, teacher_dims: dict[str, int] | None):
+    def __init__(self, codec: DMCodec, teacher_dims: dict[str, int], decoder_only: bool = False):
         super().__init__()
         self.codec = codec
         dim = codec.config.dimension
-        self.decoder_only = teacher_dims is None
-        self.heads = nn.ModuleDict({name: DistillationHead(dim, width) for name, width in (teacher_dims or {}).items()})
+        self.decoder_only = decoder_only
+        self.heads = nn.ModuleDict({name: DistillationHead(dim, width) for name, width in teacher_dims.items()})
         # The release's `transform` head is not trained here: the heads above replace it.
         codec.transform.requires_grad_(False)
         if self.decoder_only:
@@ -98,8 +99,8 @@ class Trainer:
         config: the run's settings.
         run_dir: where state.pt, config.json, metrics.csv, TensorBoard logs and best/ go.
         manifest: utterances (train split for training, dev split for validation).
-        features: the folder `dmcodec-train teachers` wrote (None with train_parts "decoder",
-            which needs no teachers).
+        features: the folder `dmcodec-train teachers` wrote; None when nothing is distilled
+            (train_parts "decoder", or loss.distillation 0).
         device: "cpu", "cuda" (under torchrun each process takes its LOCAL_RANK's GPU).
     """
 
@@ -121,9 +122,11 @@ class Trainer:
         codec_config = config.codec_config()
         self.hop = codec_config.hop_length
         decoder_only = config.train_parts == "decoder"
-        if features is None and not decoder_only:
-            raise ValueError("training the whole codec needs teacher features (`dmcodec-train teachers`)")
-        store = FeatureStore(features) if features is not None else None
+        self.distilling = not decoder_only and config.loss.distillation > 0
+        if features is None and self.distilling:
+            raise ValueError("distillation needs teacher features (`dmcodec-train teachers`); "
+                             "train without it with loss.distillation=0")
+        store = FeatureStore(features) if features is not None and self.distilling else None
         self.teachers = store.index["teachers"] if store is not None else {}
         self.manifest = Path(manifest)
         train = read_manifest(manifest, "train")
@@ -135,8 +138,7 @@ class Trainer:
         codec = init_weights(DMCodec(codec_config))
         for level in codec.quantizer.levels:
             level.dead_code_threshold = config.dead_code_threshold
-        teacher_dims = None if decoder_only or store is None else store.dims
-        self.generator = Generator(codec, teacher_dims).to(self.device)
+        self.generator = Generator(codec, store.dims if store is not None else {}, decoder_only).to(self.device)
         self.discriminators = Discriminators(config.periods, config.msd_scales, config.stft_n_ffts,
                                              config.discriminator_width).to(self.device)
         self.mel_loss = MultiScaleMelLoss(codec_config.sample_rate, config.mel_n_ffts, config.n_mels).to(self.device)
@@ -268,7 +270,7 @@ class Trainer:
         logs["commitment"] = output.commit_loss
         total = (weights.mel * logs["mel"] + weights.waveform * logs["waveform"]
                  + weights.commitment * logs["commitment"])
-        if not self.generator.decoder_only:
+        if self.distilling:
             logs.update(self._distillation(output.levels, batch))
             total = total + weights.distillation * (weights.lm * logs["distill_lm"]
                                                     + weights.speech * logs["distill_speech"])
