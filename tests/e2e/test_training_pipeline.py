@@ -54,13 +54,15 @@ def test_pipeline_from_corpus_to_served_and_evaluated_checkpoint(tmp_path):
     assert response.status_code == 200 and response.json()["model"]["name"] == "tiny-step10"
 
     evaluated = _run("eval", str(manifest), "served", "run/best", "--out", "eval", "--limit", "1",
-                     "--title", "tiny", cwd=tmp_path)
+                     "--opus", "6", "--title", "tiny", cwd=tmp_path)
     assert "| original |" in evaluated.stdout and "| tiny-step10 |" in evaluated.stdout
     results = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert [r["name"] for r in results][:2] == ["original", "tiny-step10"]
     scores = results[1]["scores"]
     assert 0 <= scores["stoi"] <= 1 and scores["bitrate_kbps"] == pytest.approx(8 * 6 * 50 / 1000)
     assert len(results[1]["levels"]) == 8
+    assert results[-1]["name"] == "opus-6kbps" and results[-1]["scores"]["bitrate_kbps"] == 6
+    assert 0.5 < results[-1]["scores"]["stoi"] <= 1  # the anchor, scored on the same clip
 
 
 def test_ddp_under_torchrun_with_two_processes(train_corpus, tmp_path):

@@ -159,3 +159,18 @@ def test_mel_loss_takes_bands_per_scale_and_keeps_short_ffts_off_the_floor():
     assert float(scaled(speech, speech)) == 0.0 and float(scaled(speech, 0.5 * speech)) > 0.5
     with pytest.raises(ValueError, match="2 FFT sizes"):
         MultiScaleMelLoss(16000, (1024, 128), (80,))
+
+
+def test_opus_anchor_round_trips_in_line_and_improves_with_bitrate():
+    from dmcodec_train.evaluation.opus import opus_roundtrip
+
+    clip = speech_like(2.0, 16000, seed=3)
+    errors = {}
+    for kbps in (6, 24):
+        out = opus_roundtrip(clip, 16000, kbps)
+        assert out.shape == clip.shape and out.dtype == np.float32
+        lags = np.arange(-40, 41)
+        best = lags[np.argmax([np.dot(np.roll(out, -lag), clip) for lag in lags])]
+        assert abs(best) <= 2  # pre-skip removed: the decoded clip lines up with the original
+        errors[kbps] = float(np.mean((out - clip) ** 2))
+    assert errors[24] < errors[6] < float(np.mean(clip**2))

@@ -161,13 +161,15 @@ def export(run: Path = typer.Argument(..., help="run folder or its state.pt"),
 
 @app.command("eval")
 def evaluate(manifest: Path = typer.Argument(..., help="manifest with transcripts"),
-             checkpoints: list[Path] = typer.Argument(..., help="checkpoint folders or files to compare"),
+             checkpoints: Optional[list[Path]] = typer.Argument(None, help="checkpoint folders or files to compare"),
              out: Path = typer.Option(Path("eval"), help="folder for results.json and results.md"),
              split: str = typer.Option("test"),
              limit: Optional[int] = typer.Option(None, help="first N utterances of the split"),
              n_q: Optional[int] = typer.Option(None, help="decode from the first N levels only"),
              whisper: Optional[Path] = typer.Option(None, help="CTranslate2 Whisper dir (default: tiny.en wheel)"),
              visqol: bool = typer.Option(True, help="compute ViSQOL (the slowest metric)"),
+             opus: Optional[list[float]] = typer.Option(None, help="also score Opus at this bitrate in "
+                                                        "kbps (repeat: --opus 4 --opus 6)"),
              title: str = typer.Option("")):
     """Score checkpoints on a split: WER/WIL, STOI, PESQ, ViSQOL, mel distance, codebook use."""
     from .evaluation.harness import evaluate as run_evaluation
@@ -175,7 +177,8 @@ def evaluate(manifest: Path = typer.Argument(..., help="manifest with transcript
     from .teachers.asr import Recognizer
 
     try:
-        rows = run_evaluation(manifest, checkpoints, split, limit, n_q, Recognizer(whisper), visqol)
+        rows = run_evaluation(manifest, checkpoints or [], split, limit, n_q, Recognizer(whisper), visqol,
+                              opus_kbps=tuple(opus or ()))
     except ValueError as err:
         _fail(str(err))
     write_report(rows, out, title)

@@ -3,7 +3,8 @@
 For every checkpoint: ASR WER/WIL on the resynthesised speech against the reference transcript
 and against ASR on the original audio, STOI, wideband PESQ, ViSQOL (speech mode), log-mel
 distance, per-level codebook usage and perplexity, and the bitrate. The originals' own ASR
-scores form the first row, as the paper's Table 1 does ("Ground truth").
+scores form the first row, as the paper's Table 1 does ("Ground truth"). Opus rows, when asked
+for, score the classical codec on the same clips.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from ..data.manifest import read_manifest
 from ..mel import mel_distance
 from ..teachers.asr import Recognizer
 from .metrics import codebook_statistics, pesq_wideband, stoi, visqol_speech, word_errors
+from .opus import opus_roundtrip
+
+SAMPLE_RATE = 16000  # the metrics' rate (PESQ wideband, Whisper)
 
 
 @dataclass
@@ -40,48 +44,58 @@ def _mean(values: list[float]) -> float:
     return float(np.mean(finite)) if finite else float("nan")
 
 
+def _score(name: str, originals: list[np.ndarray], decoded: list[np.ndarray], references: list[str],
+           original_asr: list[str], recognizer: Recognizer, visqol: bool, bitrate_kbps: float,
+           progress: bool) -> dict[str, float]:
+    rate = SAMPLE_RATE
+    per_clip: dict[str, list[float]] = {"stoi": [], "pesq": [], "visqol": [], "mel_distance": []}
+    hypotheses = []
+    for original, audio in tqdm(list(zip(originals, decoded)), desc=f"scoring {name}", disable=not progress):
+        per_clip["stoi"].append(stoi(original, audio, rate))
+        per_clip["pesq"].append(pesq_wideband(original, audio, rate))
+        if visqol:
+            per_clip["visqol"].append(visqol_speech(original, audio, rate))
+        per_clip["mel_distance"].append(mel_distance(torch.from_numpy(audio)[None], torch.from_numpy(original)[None],
+                                                     rate))
+        hypotheses.append(recognizer.transcribe(audio)[0])
+    versus_original = word_errors(original_asr, hypotheses)
+    return {
+        **word_errors(references, hypotheses),
+        "wer_vs_original_asr": versus_original["wer"], "wil_vs_original_asr": versus_original["wil"],
+        **{k: _mean(v) for k, v in per_clip.items()},
+        "bitrate_kbps": bitrate_kbps,
+    }
+
+
 def evaluate(manifest: str | Path, checkpoints: list[str | Path], split: str = "test", limit: int | None = None,
              n_q: int | None = None, recognizer: Recognizer | None = None, visqol: bool = True,
-             progress: bool = True) -> list[Result]:
-    """Rows: the originals first, then one per checkpoint (in the order given)."""
+             progress: bool = True, opus_kbps: tuple[float, ...] = ()) -> list[Result]:
+    """Rows: the originals first, then one per checkpoint (in the order given), then Opus at
+    each of `opus_kbps`."""
     utterances = read_manifest(manifest, split)[:limit]
     if not utterances:
         raise ValueError(f"{manifest}: no utterances in split {split!r}")
     recognizer = recognizer or Recognizer()
-    rate = 16000
-    originals = [load_audio(u.path, rate)[0] for u in utterances]
+    originals = [load_audio(u.path, SAMPLE_RATE)[0] for u in utterances]
     references = [u.transcript for u in utterances]
     original_asr = [recognizer.transcribe(a)[0] for a in tqdm(originals, desc="ASR originals", disable=not progress)]
     rows = [Result("original", {**word_errors(references, original_asr), "bitrate_kbps": 256.0})]
+
+    def score(name: str, decoded: list[np.ndarray], kbps: float) -> dict[str, float]:
+        return _score(name, originals, decoded, references, original_asr, recognizer, visqol, kbps, progress)
+
     for checkpoint in checkpoints:
         with Tokenizer.from_pretrained(checkpoint) as tokenizer:
             loaded = tokenizer.codec
-            if loaded.config.sample_rate != rate:
+            if loaded.config.sample_rate != SAMPLE_RATE:
                 raise ValueError(f"{checkpoint}: evaluation runs at 16 kHz, the model at {loaded.config.sample_rate}")
             codes = tokenizer.encode_arrays(originals, n_q)
             decoded = tokenizer.decode_many([(c, len(a)) for c, a in zip(codes, originals)])
-        per_clip: dict[str, list[float]] = {"stoi": [], "pesq": [], "visqol": [], "mel_distance": []}
-        hypotheses = []
-        for original, audio in tqdm(list(zip(originals, decoded)), desc=f"scoring {loaded.name}",
-                                    disable=not progress):
-            per_clip["stoi"].append(stoi(original, audio, rate))
-            per_clip["pesq"].append(pesq_wideband(original, audio, rate))
-            if visqol:
-                per_clip["visqol"].append(visqol_speech(original, audio, rate))
-            per_clip["mel_distance"].append(mel_distance(torch.from_numpy(audio)[None],
-                                                         torch.from_numpy(original)[None],
-                                                         rate))
-            hypotheses.append(recognizer.transcribe(audio)[0])
-        errors = word_errors(references, hypotheses)
-        versus_original = word_errors(original_asr, hypotheses)
-        levels = codebook_statistics(codes, loaded.config.codebook_size)
-        scores = {
-            **errors,
-            "wer_vs_original_asr": versus_original["wer"], "wil_vs_original_asr": versus_original["wil"],
-            **{k: _mean(v) for k, v in per_clip.items()},
-            "bitrate_kbps": loaded.config.bitrate(n_q) / 1000,
-        }
-        rows.append(Result(loaded.name, scores, levels))
+        rows.append(Result(loaded.name, score(loaded.name, decoded, loaded.config.bitrate(n_q) / 1000),
+                           codebook_statistics(codes, loaded.config.codebook_size)))
+    for kbps in opus_kbps:
+        name = f"opus-{kbps:g}kbps"
+        rows.append(Result(name, score(name, [opus_roundtrip(a, SAMPLE_RATE, kbps) for a in originals], kbps)))
     return rows
 
 
