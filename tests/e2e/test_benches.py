@@ -35,3 +35,33 @@ def test_peer_benchmark_prints_both_servers_and_the_ratios(tmp_path):
         assert row["peer"]["requests"] > 0 and row["ours"]["requests"] > 0
         assert row["peer"]["errors"] == 0 and row["ours"]["errors"] == 0
     assert "throughput" in result.stdout
+
+
+def test_gpu_training_script_packs_trains_returns_parts_and_joins(train_corpus, tmp_path):
+    """What a GPU lease runs, on CPU: pack the corpus as Opus, run the decoder-only stage to a
+    time budget, return the weights in parts small enough to come back, and join them here."""
+    manifest, _ = train_corpus
+    script = str(REPO / "scripts" / "gpu_train.py")
+
+    def call(*args: str) -> dict:
+        result = subprocess.run([sys.executable, script, *args], cwd=tmp_path, capture_output=True, text=True,
+                                timeout=600, env={**os.environ, "OUT": str(tmp_path / "out")})
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        return json.loads(result.stdout[result.stdout.index("{"):])
+
+    packed = call("pack", str(manifest), "--out", "pack", "--no-wheels", "--dev-utterances", "2")
+    assert packed["utterances"] > 2 and 0 < packed["size_mb"] < 2
+    assert all(path.suffix == ".ogg" for path in (tmp_path / "pack" / "audio").rglob("*.*"))
+    summary = call("run", "--pack", "pack", "--dry-run", "--budget", "45", "--part-mb", "0.5")
+    assert summary["steps"] > 6 and summary["dev_mel_after"] < summary["dev_mel_before"]
+    parts = [tmp_path / "out" / name for name in summary["parts"]]
+    assert len(parts) > 1 and all(p.stat().st_size <= 2**19 for p in parts)
+    assert call("join", "out", "joined")["checkpoint"].endswith("joined")
+    from dmcodec.checkpoint import load_checkpoint
+
+    assert load_checkpoint(tmp_path / "joined").name.endswith(f"step{summary['steps']}")
+
+    parts[0].write_bytes(b"x" + parts[0].read_bytes()[1:])
+    failed = subprocess.run([sys.executable, script, "join", "out", "broken"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=600)
+    assert failed.returncode != 0 and "sha256" in failed.stderr

@@ -114,6 +114,8 @@ def train(manifest: Path = typer.Argument(..., help="corpus manifest (train and 
           threads: int = typer.Option(0, help="CPU threads (0: torch's default)"),
           until: Optional[int] = typer.Option(None, help="stop at this step and save (the learning-rate "
                                               "schedule still runs to the preset's steps); resume later"),
+          time_limit: Optional[float] = typer.Option(None, help="stop and save after this many seconds "
+                                                     "(a session's or a lease's end); resume later"),
           init_from: Optional[Path] = typer.Option(None, help="a new run starts from this checkpoint's codec "
                                                    "weights (e.g. the shipped default) instead of random ones"),
           fresh: bool = typer.Option(False, help="ignore an existing state.pt instead of resuming")):
@@ -141,7 +143,7 @@ def train(manifest: Path = typer.Argument(..., help="corpus manifest (train and 
             trainer.init_from(init_from)
         except ValueError as err:
             _fail(str(err))
-    logs = trainer.fit(until)
+    logs = trainer.fit(until, time_limit)
     typer.echo(json.dumps({"step": trainer.step, **{k: round(v, 5) for k, v in logs.items()}}))
 
 

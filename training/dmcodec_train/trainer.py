@@ -331,8 +331,9 @@ class Trainer:
         return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
     # --- the loop ------------------------------------------------------------------------
-    def fit(self, steps: int | None = None) -> dict[str, float]:
-        """Train until `steps` (default config.steps) total steps; returns the last logs."""
+    def fit(self, steps: int | None = None, time_limit_s: float | None = None) -> dict[str, float]:
+        """Train until `steps` (default config.steps) total steps, or until `time_limit_s` has
+        passed (then the state is saved at the step reached); returns the last logs."""
         target = steps if steps is not None else self.config.steps
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.rank == 0:
@@ -368,8 +369,11 @@ class Trainer:
                     if writer:
                         for key, value in row.items():
                             writer.add_scalar(f"train/{key}", value, self.step)
-                if self.step % self.config.checkpoint_every == 0 or self.step == target:
+                out_of_time = time_limit_s is not None and time.perf_counter() - started > time_limit_s
+                if self.step % self.config.checkpoint_every == 0 or self.step == target or out_of_time:
                     self.save()
+                if out_of_time:
+                    break
         finally:
             bar.close()
             if csv_file:
