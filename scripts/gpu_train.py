@@ -115,9 +115,9 @@ def run(pack_dir: Path, out: Path, preset: str, init_from: Path, budget_s: float
     # Calibrate: time a few steps (the first ones pay for kernel selection), then fit the cosine
     # schedule's end to the budget that is left, so the run ends with its learning rate decayed.
     calibration = 3 if dry_run else 20
-    trainer.fit(steps=calibration)
+    trainer.fit(steps=calibration, save_at_end=False)
     timed_from, timed_at = trainer.step, time.perf_counter()
-    trainer.fit(steps=2 * calibration)
+    trainer.fit(steps=2 * calibration, save_at_end=False)
     per_step = (time.perf_counter() - timed_at) / (trainer.step - timed_from)
     left = budget_s - (time.perf_counter() - started) - 30  # export and the last validation
     config.steps = max(trainer.step + 1, trainer.step + int(left / per_step))

@@ -145,5 +145,9 @@ def test_decoder_only_stage_keeps_the_tokens_and_needs_no_teachers(train_corpus,
     logs = plain.fit(time_limit_s=0)  # a lease's end: stops after the step under way and saves it
     assert "distill_lm" not in logs and len(plain.generator.heads) == 0 and np.isfinite(logs["total"])
     assert plain.step == 1 and (tmp_path / "plain" / "state.pt").exists()
+    # A calibration leg (the GPU script's) leaves the saved state alone.
+    saved = (tmp_path / "plain" / "state.pt").stat().st_mtime_ns
+    plain.fit(steps=2, save_at_end=False)
+    assert plain.step == 2 and (tmp_path / "plain" / "state.pt").stat().st_mtime_ns == saved
     with pytest.raises(ValueError, match="train_parts"):
         _tiny(train_parts="encoder")

@@ -132,6 +132,8 @@ def train(manifest: Path = typer.Argument(..., help="corpus manifest (train and 
         config = TrainConfig.load(preset, parse_overrides(set_ or []))
     except ValueError as err:
         _fail(str(err))
+    if features != "-" and (config.train_parts == "decoder" or config.loss.distillation == 0):
+        typer.echo(f"note: nothing is distilled in this run, so {features} is not read", err=True)
     try:
         trainer = Trainer(config, run, manifest, None if features == "-" else Path(features), device)
     except ValueError as err:

@@ -331,9 +331,11 @@ class Trainer:
         return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
     # --- the loop ------------------------------------------------------------------------
-    def fit(self, steps: int | None = None, time_limit_s: float | None = None) -> dict[str, float]:
+    def fit(self, steps: int | None = None, time_limit_s: float | None = None,
+            save_at_end: bool = True) -> dict[str, float]:
         """Train until `steps` (default config.steps) total steps, or until `time_limit_s` has
-        passed (then the state is saved at the step reached); returns the last logs."""
+        passed; returns the last logs. The state is saved every `checkpoint_every` steps and,
+        unless `save_at_end` is false (a short calibration leg of a longer run), where it stops."""
         target = steps if steps is not None else self.config.steps
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.rank == 0:
@@ -370,7 +372,8 @@ class Trainer:
                         for key, value in row.items():
                             writer.add_scalar(f"train/{key}", value, self.step)
                 out_of_time = time_limit_s is not None and time.perf_counter() - started > time_limit_s
-                if self.step % self.config.checkpoint_every == 0 or self.step == target or out_of_time:
+                stopping = self.step == target or out_of_time
+                if self.step % self.config.checkpoint_every == 0 or (stopping and save_at_end):
                     self.save()
                 if out_of_time:
                     break

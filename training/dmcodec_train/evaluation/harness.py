@@ -44,27 +44,38 @@ def _mean(values: list[float]) -> float:
     return float(np.mean(finite)) if finite else float("nan")
 
 
-def _score(name: str, originals: list[np.ndarray], decoded: list[np.ndarray], references: list[str],
-           original_asr: list[str], recognizer: Recognizer, visqol: bool, bitrate_kbps: float,
-           progress: bool) -> dict[str, float]:
-    rate = SAMPLE_RATE
-    per_clip: dict[str, list[float]] = {"stoi": [], "pesq": [], "visqol": [], "mel_distance": []}
-    hypotheses = []
-    for original, audio in tqdm(list(zip(originals, decoded)), desc=f"scoring {name}", disable=not progress):
-        per_clip["stoi"].append(stoi(original, audio, rate))
-        per_clip["pesq"].append(pesq_wideband(original, audio, rate))
-        if visqol:
-            per_clip["visqol"].append(visqol_speech(original, audio, rate))
-        per_clip["mel_distance"].append(mel_distance(torch.from_numpy(audio)[None], torch.from_numpy(original)[None],
-                                                     rate))
-        hypotheses.append(recognizer.transcribe(audio)[0])
-    versus_original = word_errors(original_asr, hypotheses)
-    return {
-        **word_errors(references, hypotheses),
-        "wer_vs_original_asr": versus_original["wer"], "wil_vs_original_asr": versus_original["wil"],
-        **{k: _mean(v) for k, v in per_clip.items()},
-        "bitrate_kbps": bitrate_kbps,
-    }
+@dataclass
+class _Scorer:
+    """Scores resynthesised versions of one set of clips against the originals and what the
+    ASR heard in them (computed once, shared by every row)."""
+
+    originals: list[np.ndarray]
+    references: list[str]
+    original_asr: list[str]
+    recognizer: Recognizer
+    visqol: bool
+    progress: bool
+
+    def __call__(self, name: str, decoded: list[np.ndarray], bitrate_kbps: float) -> dict[str, float]:
+        rate = SAMPLE_RATE
+        per_clip: dict[str, list[float]] = {"stoi": [], "pesq": [], "visqol": [], "mel_distance": []}
+        hypotheses = []
+        clips = list(zip(self.originals, decoded))
+        for original, audio in tqdm(clips, desc=f"scoring {name}", disable=not self.progress):
+            per_clip["stoi"].append(stoi(original, audio, rate))
+            per_clip["pesq"].append(pesq_wideband(original, audio, rate))
+            if self.visqol:
+                per_clip["visqol"].append(visqol_speech(original, audio, rate))
+            per_clip["mel_distance"].append(mel_distance(torch.from_numpy(audio)[None],
+                                                         torch.from_numpy(original)[None], rate))
+            hypotheses.append(self.recognizer.transcribe(audio)[0])
+        versus_original = word_errors(self.original_asr, hypotheses)
+        return {
+            **word_errors(self.references, hypotheses),
+            "wer_vs_original_asr": versus_original["wer"], "wil_vs_original_asr": versus_original["wil"],
+            **{k: _mean(v) for k, v in per_clip.items()},
+            "bitrate_kbps": bitrate_kbps,
+        }
 
 
 def evaluate(manifest: str | Path, checkpoints: list[str | Path], split: str = "test", limit: int | None = None,
@@ -81,8 +92,7 @@ def evaluate(manifest: str | Path, checkpoints: list[str | Path], split: str = "
     original_asr = [recognizer.transcribe(a)[0] for a in tqdm(originals, desc="ASR originals", disable=not progress)]
     rows = [Result("original", {**word_errors(references, original_asr), "bitrate_kbps": 256.0})]
 
-    def score(name: str, decoded: list[np.ndarray], kbps: float) -> dict[str, float]:
-        return _score(name, originals, decoded, references, original_asr, recognizer, visqol, kbps, progress)
+    score = _Scorer(originals, references, original_asr, recognizer, visqol, progress)
 
     for checkpoint in checkpoints:
         with Tokenizer.from_pretrained(checkpoint) as tokenizer:
