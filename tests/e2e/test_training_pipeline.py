@@ -4,6 +4,7 @@ whole CLI pipeline runs from corpus to served and evaluated checkpoint, and DDP 
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -63,6 +64,12 @@ def test_pipeline_from_corpus_to_served_and_evaluated_checkpoint(tmp_path):
     assert len(results[1]["levels"]) == 8
     assert results[-1]["name"] == "opus-6kbps" and results[-1]["scores"]["bitrate_kbps"] == 6
     assert 0.5 < results[-1]["scores"]["stoi"] <= 1  # the anchor, scored on the same clip
+
+    # A quick probe: signal measures only, no Whisper.
+    _run("eval", str(manifest), "served", "--out", "probe", "--limit", "1", "--no-asr", "--no-visqol", cwd=tmp_path)
+    probe = json.loads((tmp_path / "probe" / "results.json").read_text())
+    assert "wer" not in probe[0]["scores"] and "wer" not in probe[1]["scores"]
+    assert probe[1]["scores"]["pesq"] == pytest.approx(scores["pesq"]) and math.isnan(probe[1]["scores"]["visqol"])
 
 
 def test_ddp_under_torchrun_with_two_processes(train_corpus, tmp_path):

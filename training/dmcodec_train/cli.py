@@ -172,6 +172,8 @@ def evaluate(manifest: Path = typer.Argument(..., help="manifest with transcript
              n_q: Optional[int] = typer.Option(None, help="decode from the first N levels only"),
              whisper: Optional[Path] = typer.Option(None, help="CTranslate2 Whisper dir (default: tiny.en wheel)"),
              visqol: bool = typer.Option(True, help="compute ViSQOL (the slowest metric)"),
+             asr: bool = typer.Option(True, help="run Whisper for the word error rates (--no-asr: signal "
+                                      "measures only, a quick probe)"),
              opus: Optional[list[float]] = typer.Option(None, help="also score Opus at this bitrate in "
                                                         "kbps (repeat: --opus 4 --opus 6)"),
              title: str = typer.Option("")):
@@ -181,8 +183,8 @@ def evaluate(manifest: Path = typer.Argument(..., help="manifest with transcript
     from .teachers.asr import Recognizer
 
     try:
-        rows = run_evaluation(manifest, checkpoints or [], split, limit, n_q, Recognizer(whisper), visqol,
-                              opus_kbps=tuple(opus or ()))
+        rows = run_evaluation(manifest, checkpoints or [], split, limit, n_q, Recognizer(whisper) if asr else None,
+                              visqol, opus_kbps=tuple(opus or ()), asr=asr)
     except ValueError as err:
         _fail(str(err))
     write_report(rows, out, title)

@@ -47,12 +47,13 @@ def _mean(values: list[float]) -> float:
 @dataclass
 class _Scorer:
     """Scores resynthesised versions of one set of clips against the originals and what the
-    ASR heard in them (computed once, shared by every row)."""
+    ASR heard in them (computed once, shared by every row). Without a recognizer only the
+    signal measures are computed (a quick probe)."""
 
     originals: list[np.ndarray]
     references: list[str]
     original_asr: list[str]
-    recognizer: Recognizer
+    recognizer: Recognizer | None
     visqol: bool
     progress: bool
 
@@ -68,29 +69,30 @@ class _Scorer:
                 per_clip["visqol"].append(visqol_speech(original, audio, rate))
             per_clip["mel_distance"].append(mel_distance(torch.from_numpy(audio)[None],
                                                          torch.from_numpy(original)[None], rate))
-            hypotheses.append(self.recognizer.transcribe(audio)[0])
-        versus_original = word_errors(self.original_asr, hypotheses)
-        return {
-            **word_errors(self.references, hypotheses),
-            "wer_vs_original_asr": versus_original["wer"], "wil_vs_original_asr": versus_original["wil"],
-            **{k: _mean(v) for k, v in per_clip.items()},
-            "bitrate_kbps": bitrate_kbps,
-        }
+            if self.recognizer is not None:
+                hypotheses.append(self.recognizer.transcribe(audio)[0])
+        scores = {**{k: _mean(v) for k, v in per_clip.items()}, "bitrate_kbps": bitrate_kbps}
+        if self.recognizer is not None:
+            versus_original = word_errors(self.original_asr, hypotheses)
+            scores.update(word_errors(self.references, hypotheses), wer_vs_original_asr=versus_original["wer"],
+                          wil_vs_original_asr=versus_original["wil"])
+        return scores
 
 
 def evaluate(manifest: str | Path, checkpoints: list[str | Path], split: str = "test", limit: int | None = None,
              n_q: int | None = None, recognizer: Recognizer | None = None, visqol: bool = True,
-             progress: bool = True, opus_kbps: tuple[float, ...] = ()) -> list[Result]:
+             progress: bool = True, opus_kbps: tuple[float, ...] = (), asr: bool = True) -> list[Result]:
     """Rows: the originals first, then one per checkpoint (in the order given), then Opus at
-    each of `opus_kbps`."""
+    each of `opus_kbps`. asr=False leaves the word error rates out (no Whisper runs)."""
     utterances = read_manifest(manifest, split)[:limit]
     if not utterances:
         raise ValueError(f"{manifest}: no utterances in split {split!r}")
-    recognizer = recognizer or Recognizer()
+    recognizer = (recognizer or Recognizer()) if asr else None
     originals = [load_audio(u.path, SAMPLE_RATE)[0] for u in utterances]
     references = [u.transcript for u in utterances]
-    original_asr = [recognizer.transcribe(a)[0] for a in tqdm(originals, desc="ASR originals", disable=not progress)]
-    rows = [Result("original", {**word_errors(references, original_asr), "bitrate_kbps": 256.0})]
+    original_asr = [] if recognizer is None else [
+        recognizer.transcribe(a)[0] for a in tqdm(originals, desc="ASR originals", disable=not progress)]
+    rows = [Result("original", {**(word_errors(references, original_asr) if asr else {}), "bitrate_kbps": 256.0})]
 
     score = _Scorer(originals, references, original_asr, recognizer, visqol, progress)
 
