@@ -24,7 +24,7 @@ from dmcodec.tokenizer import Tokenizer
 from ..data.manifest import read_manifest
 from ..mel import mel_distance
 from ..teachers.asr import Recognizer
-from .metrics import codebook_statistics, pesq_wideband, stoi, visqol_speech, word_errors
+from .metrics import codebook_statistics, pesq_wideband, pitch_errors, stoi, visqol_speech, word_errors
 from .opus import opus_roundtrip
 
 SAMPLE_RATE = 16000  # the metrics' rate (PESQ wideband, Whisper)
@@ -59,12 +59,15 @@ class _Scorer:
 
     def __call__(self, name: str, decoded: list[np.ndarray], bitrate_kbps: float) -> dict[str, float]:
         rate = SAMPLE_RATE
-        per_clip: dict[str, list[float]] = {"stoi": [], "pesq": [], "visqol": [], "mel_distance": []}
+        per_clip: dict[str, list[float]] = {"stoi": [], "pesq": [], "visqol": [], "mel_distance": [],
+                                            "f0_rmse_cents": [], "vuv_error": []}
         hypotheses = []
         clips = list(zip(self.originals, decoded))
         for original, audio in tqdm(clips, desc=f"scoring {name}", disable=not self.progress):
             per_clip["stoi"].append(stoi(original, audio, rate))
             per_clip["pesq"].append(pesq_wideband(original, audio, rate))
+            for key, value in pitch_errors(original, audio, rate).items():
+                per_clip[key].append(value)
             if self.visqol:
                 per_clip["visqol"].append(visqol_speech(original, audio, rate))
             per_clip["mel_distance"].append(mel_distance(torch.from_numpy(audio)[None],
@@ -114,7 +117,8 @@ def evaluate(manifest: str | Path, checkpoints: list[str | Path], split: str = "
 # (header, score key, format): word error rates are percentages, shown like the paper's tables.
 _COLUMNS = [("WER", "wer", ".1f"), ("WIL", "wil", ".1f"), ("WER vs orig. ASR", "wer_vs_original_asr", ".1f"),
             ("ViSQOL", "visqol", ".2f"), ("STOI", "stoi", ".3f"), ("PESQ-wb", "pesq", ".2f"),
-            ("Mel dist.", "mel_distance", ".3f"), ("kbps", "bitrate_kbps", ".1f")]
+            ("Mel dist.", "mel_distance", ".3f"), ("F0 RMSE (cents)", "f0_rmse_cents", ".0f"),
+            ("V/UV err. %", "vuv_error", ".1f"), ("kbps", "bitrate_kbps", ".1f")]
 
 
 def to_markdown(rows: list[Result], title: str = "") -> str:
