@@ -5,9 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("parselmouth")
-
-from dmcodec_train.evaluation.metrics import pitch_errors  # noqa: E402
+from dmcodec_train.evaluation.metrics import pitch_errors
 
 RATE = 16000
 
