@@ -7,8 +7,9 @@ eight files of 16 MiB. So:
 1. `pack` (here): a sample of a corpus's training audio as Ogg/Opus at ~30 kbps (near-transparent
    for speech; about 1.7 h in 23 MB), its dev clips, a manifest, and the wheels the trainer needs
    beyond what that machine has (soundfile, soxr) into `gpupack/` (git-ignored).
-2. `run` (there): continues the bundled default checkpoint with a preset (default `h200-gan`:
-   the decoder-only adversarial stage, so the tokens stay exactly the default's) for a time budget.
+2. `run` (there): continues the bundled default checkpoint with a preset (default `h200-gan`: the
+   whole codec with the adversarial losses and a mel loss fine enough to resolve harmonics; the
+   encoder has to learn pitch, which the default's tokens lack, so the tokens change) for a time budget.
    The learning-rate schedule is fitted to the budget from the measured step time, so the run
    ends its cosine decay when time is up. The fp16 checkpoint comes back cut into parts under 16 MiB,
    with its metrics and a summary.
@@ -103,8 +104,9 @@ def run(pack_dir: Path, out: Path, preset: str, init_from: Path, budget_s: float
     started = time.perf_counter()
     device = "cpu" if dry_run else "cuda"
     if dry_run:
-        preset, overrides = "tiny", {"train_parts": "decoder", "adversarial_start": 0, "batch_size": 2,
-                                     "validate_every": 10**9, "checkpoint_every": 10**9, **overrides}
+        preset, overrides = "tiny", {"train_parts": "codec", "loss.distillation": 0, "adversarial_start": 0,
+                                     "batch_size": 2, "validate_every": 10**9, "checkpoint_every": 10**9,
+                                     **overrides}
     config = TrainConfig.load(preset, overrides)
     work = Path(tempfile.mkdtemp(prefix="gpu-train-"))
     if dry_run:
