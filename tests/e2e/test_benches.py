@@ -38,8 +38,9 @@ def test_peer_benchmark_prints_both_servers_and_the_ratios(tmp_path):
 
 
 def test_gpu_training_script_packs_trains_returns_parts_and_joins(train_corpus, tmp_path):
-    """What a GPU lease runs, on CPU: pack the corpus as Opus, run the training to a
-    time budget (the whole codec, as on the device), return the weights in parts small enough to come back, and join them here."""
+    """What a GPU lease runs, on CPU: pack the corpus as Opus, train the whole codec (as on the
+    device) to a time budget, return the weights in parts small enough to come back, and join
+    them here."""
     manifest, _ = train_corpus
     script = str(REPO / "scripts" / "gpu_train.py")
 
