@@ -30,6 +30,10 @@ def pesq_wideband(reference: np.ndarray, degraded: np.ndarray, rate: int) -> flo
         return float("nan")
 
 
+# Praat's defaults widened for children's and high synthetic voices.
+_F0_RANGE_HZ = (60.0, 500.0)
+
+
 def _pitch_track(audio: np.ndarray, rate: int) -> np.ndarray:
     """F0 in Hz every 10 ms, 0 where Praat's autocorrelation tracker hears no voicing."""
     import parselmouth
@@ -39,22 +43,17 @@ def _pitch_track(audio: np.ndarray, rate: int) -> np.ndarray:
     return np.asarray(pitch.selected_array["frequency"], dtype=np.float64)
 
 
-# Praat's defaults widened for children's and high synthetic voices.
-_F0_RANGE_HZ = (60.0, 500.0)
-
-
 def pitch_errors(reference: np.ndarray, degraded: np.ndarray, rate: int) -> dict[str, float]:
     """How well the pitch survived: F0 RMSE in cents over the frames voiced in both, and the
     share of frames (percent) whose voiced/unvoiced decision changed. A decoder that keeps the
     spectral envelope but loses the harmonics scores well on STOI and badly here (and on PESQ)."""
+    # Equal-length signals give equal-length tracks.
     f0_ref, f0_deg = (_pitch_track(a, rate) for a in _same_length(reference, degraded))
-    n = min(len(f0_ref), len(f0_deg))
-    f0_ref, f0_deg = f0_ref[:n], f0_deg[:n]
     voiced_ref, voiced_deg = f0_ref > 0, f0_deg > 0
     both = voiced_ref & voiced_deg
     cents = 1200.0 * np.log2(f0_deg[both] / f0_ref[both])
     return {"f0_rmse_cents": float(np.sqrt(np.mean(cents**2))) if both.any() else float("nan"),
-            "vuv_error": 100.0 * float(np.mean(voiced_ref != voiced_deg)) if n else float("nan")}
+            "vuv_error": 100.0 * float(np.mean(voiced_ref != voiced_deg)) if len(f0_ref) else float("nan")}
 
 
 @functools.lru_cache(maxsize=1)
