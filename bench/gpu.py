@@ -72,7 +72,7 @@ def model_speed(model, device: str, batches: list[int], clip_seconds: float, rep
 
 def agreement(checkpoint: Path, device: str, clips: list[np.ndarray], precisions: list[str]) -> dict:
     """Each GPU precision's codes against CPU fp32 on the same clips."""
-    with Tokenizer.from_pretrained(checkpoint, device="cpu") as cpu:
+    with Tokenizer.from_pretrained(checkpoint, device="cpu", backend="torch") as cpu:
         reference = cpu.encode_arrays(clips)
     out = {}
     for precision in precisions:

@@ -19,7 +19,7 @@ from helpers import TRAIN_TEST_VOICES  # noqa: E402
 
 from dmcodec import load_checkpoint  # noqa: E402
 from dmcodec.audio import write_wav  # noqa: E402
-from dmcodec.defaults import create_untrained  # noqa: E402
+from dmcodec.init import create_untrained  # noqa: E402
 from dmcodec.signals import speech_like  # noqa: E402
 
 

@@ -15,7 +15,8 @@ from tqdm import tqdm
 from . import defaults
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="DM-Codec speech tokenizer: audio <-> discrete tokens (8 x 1024 codes at 50 Hz).")
+                  help="DM-Codec speech tokenizer: audio <-> discrete tokens (`dmcodec info` gives a checkpoint's "
+                       "levels, codebook size and frame rate).")
 
 CheckpointOption = typer.Option(None, "--checkpoint", "-c", help="Checkpoint directory or weights file "
                                 "(default: $DMCODEC_CHECKPOINT, else the bundled default).")
@@ -26,8 +27,8 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
-def _tokenizer(checkpoint: Optional[Path], device: str, backend: str = "torch", precision: str = "fp32",
-               min_agreement: float = 0.999):
+def _tokenizer(checkpoint: Optional[Path], device: str, backend: str = defaults.BACKEND,
+               precision: str = defaults.PRECISION, min_agreement: float = defaults.MIN_AGREEMENT):
     from .backends.agreement import AgreementError
     from .checkpoint import CheckpointError
     from .runtime import configure_determinism
@@ -41,6 +42,13 @@ def _tokenizer(checkpoint: Optional[Path], device: str, backend: str = "torch", 
         _fail(str(err))
 
 
+def _check_levels(config, n_q: Optional[int]) -> None:
+    try:
+        config.levels(n_q)
+    except ValueError as err:
+        _fail(f"--n-q: {err}")
+
+
 def _checkpoint_path(checkpoint: Optional[Path]) -> Path:
     try:
         return defaults.resolve_checkpoint(checkpoint)
@@ -48,9 +56,10 @@ def _checkpoint_path(checkpoint: Optional[Path]) -> Path:
         _fail(str(err))
 
 
-BackendOption = typer.Option("auto", help="auto (onnxruntime where its codes pass the agreement gate, "
-                             "else torch), torch (the reference) or onnxruntime.")
-PrecisionOption = typer.Option("fp32", help="fp32; opt-in: tf32/bf16/fp16 (torch, CUDA), int8 (onnxruntime).")
+BackendOption = typer.Option(defaults.BACKEND, help="auto (onnxruntime where its codes equal fp32 torch's on "
+                             "every calibration position, else torch), torch (the reference) or onnxruntime.")
+PrecisionOption = typer.Option(defaults.PRECISION, help="fp32; opt-in: tf32/bf16/fp16 (torch, CUDA), int8 "
+                               "(onnxruntime).")
 
 
 @app.command()
@@ -84,8 +93,7 @@ def encode(
         _fail("no audio files found")
     single = len(jobs) == 1 and not inputs[0].is_dir() and output.suffix in (".json", ".npz", ".npy")
     tokenizer = _tokenizer(checkpoint, device, backend, precision)
-    if n_q is not None and not 1 <= n_q <= tokenizer.model.config.n_q:
-        _fail(f"--n-q must be in 1..{tokenizer.model.config.n_q}")
+    _check_levels(tokenizer.model.config, n_q)
     failures = 0
     index: Optional[list[dict]] = [] if fmt == "npy" and not single else None
     for source, relative in tqdm(jobs, unit="file", disable=len(jobs) == 1, file=sys.stderr):
@@ -143,8 +151,9 @@ def decode(
 @app.command("export-onnx")
 def export_onnx_command(
     checkpoint: Optional[Path] = typer.Argument(None, help="Checkpoint (default: the bundled one)."),
-    precision: str = typer.Option("fp32", help="fp32 or int8."),
-    min_agreement: float = typer.Option(0.999, help="Fail unless this share of fp32 torch codes is kept."),
+    precision: str = typer.Option(defaults.PRECISION, help="fp32 or int8."),
+    min_agreement: float = typer.Option(defaults.MIN_AGREEMENT, help="Fail unless this share of fp32 torch codes "
+                                        "is kept."),
 ) -> None:
     """Export (or find cached) ONNX graphs next to a checkpoint and report their code agreement."""
     # Building the backend exports the graphs (or finds them cached) and measures agreement.
@@ -207,8 +216,10 @@ def init(
     seed: int = typer.Option(0),
 ) -> None:
     """Write an UNTRAINED, randomly initialised checkpoint (for tests and smoke runs)."""
+    from .init import create_untrained
+
     try:
-        defaults.create_untrained(output, preset_name, seed)
+        create_untrained(output, preset_name, seed)
     except ValueError as err:
         _fail(str(err))
     typer.echo(f"wrote untrained checkpoint {output}")
@@ -234,6 +245,8 @@ def bulk(
     n_q: Optional[int] = typer.Option(None, "--n-q", help="Quantizer levels to keep (default: all)."),
     checkpoint: Optional[Path] = CheckpointOption,
     device: str = typer.Option("cpu", help="Device of the local engine."),
+    backend: str = BackendOption,
+    precision: str = PrecisionOption,
 ) -> None:
     """Tokenize a corpus into Parquet shards: resumable, failures recorded per file."""
     try:
@@ -254,7 +267,9 @@ def bulk(
         _fail(str(err))
     with store:
         if engine == "local":
-            summary = run(items, store, LocalEngine(_tokenizer(checkpoint, device), n_q), shard_size=shard_size)
+            tokenizer = _tokenizer(checkpoint, device, backend, precision)
+            _check_levels(tokenizer.model.config, n_q)
+            summary = run(items, store, LocalEngine(tokenizer, n_q), shard_size=shard_size)
         elif engine == "server":
             client = ServerEngine(server, api_key, n_q, concurrency)
             try:
@@ -265,7 +280,8 @@ def bulk(
             from .bulk.ray_job import run_ray
 
             summary = run_ray(items, store, _checkpoint_path(checkpoint), n_q=n_q, actors=concurrency,
-                              cpus_per_actor=cpus_per_actor, shard_size=shard_size, address=ray_address)
+                              cpus_per_actor=cpus_per_actor, shard_size=shard_size, address=ray_address,
+                              backend=backend, precision=precision)
         if is_lhotse_cuts(source):
             summary["lhotse_cuts"] = str(attach_codes(source, output, read_codes(output)))
     typer.echo(json.dumps(summary, indent=2))

@@ -68,6 +68,14 @@ class CodecConfig:
     def bits_per_code(self) -> float:
         return math.log2(self.codebook_size)
 
+    def levels(self, n_q: int | None = None) -> int:
+        """`n_q` checked against this model's levels (None: all of them); ValueError otherwise."""
+        if n_q is None:
+            return self.n_q
+        if isinstance(n_q, bool) or not isinstance(n_q, int) or not 1 <= n_q <= self.n_q:
+            raise ValueError(f"n_q must be an integer in 1..{self.n_q}, got {n_q!r}")
+        return n_q
+
     def bitrate(self, n_q: int | None = None) -> float:
         """Bits per second at `n_q` levels (all by default)."""
         return (n_q or self.n_q) * self.bits_per_code * self.frame_rate

@@ -1,19 +1,42 @@
-"""Where the default checkpoint lives, and the untrained stand-ins that tests and smoke runs use."""
+"""Every default of inference, in one place: which checkpoint, which backend and precision, how
+audio is cut into windows and batched. The library, the command line, the bulk engines, the Ray
+actors and the service settings all read them from here, so that the same audio and model give
+the same tokens whichever entry point computes them (a window's geometry and the backend are
+part of what decides the codes).
+
+The model's own numbers (levels, codebook size, frame rate, hop, sample rate) are not defaults:
+they come from the loaded checkpoint's config.
+"""
 
 from __future__ import annotations
 
 import os
 import re
 from pathlib import Path
+from typing import Final
 
-import numpy as np
-import torch
+# What computes the encoder and decoder (`dmcodec.backends.selection`). `auto` takes ONNX Runtime
+# on CPU only where its codes equal fp32 torch's on every calibration position, else fp32 torch.
+BACKEND: Final = "auto"
+PRECISION: Final = "fp32"
+# The share of fp32 torch codes an explicitly requested backend or precision must keep at start-up
+# (`auto` asks for all of them).
+MIN_AGREEMENT = 0.999
 
-from .checkpoint import save_checkpoint
-from .config import preset
-from .init import init_weights
-from .model import DMCodec
-from .signals import speech_like
+# Windows (`dmcodec.windows`): a clip of up to WINDOW_FRAMES frames is encoded in one piece; longer
+# ones in cores of WINDOW_FRAMES - 2 * CONTEXT_FRAMES frames with CONTEXT_FRAMES of real audio
+# on each side.
+WINDOW_FRAMES = 1000
+CONTEXT_FRAMES = 50
+BATCH_MODE: Final = "auto"
+THREADS_PER_WINDOW = 1
+WORKERS = 0  # CPU windows at once; 0: available cores / THREADS_PER_WINDOW
+SOLO_THREADS = 0  # threads of a lone window on a thread-invariant backend; 0: available cores
+# Windows per model call, and frames per model call: a call's activations grow with its frames
+# (measured on the bundled checkpoint with ONNX Runtime: ~0.3 GB for 1,000 frames, 2.5 GB for
+# 4,000), so on CPU a call holds at most one full window, and short windows share it.
+MAX_BATCH_ITEMS = 8
+MAX_BATCH_FRAMES = {"cpu": 1000, "cuda": 4000}
 
 BUNDLED = Path(__file__).parent / "checkpoints" / "default"
 # hf://ORG/REPO[@REVISION][/SUBFOLDER]; one slash after "hf:" too, as a Path collapses the two.
@@ -57,17 +80,3 @@ def resolve_checkpoint(explicit: str | Path | None = None) -> Path:
         raise FileNotFoundError(f"the bundled default checkpoint is missing ({BUNDLED}): reinstall dmcodec, or "
                                 "set DMCODEC_CHECKPOINT to a checkpoint (`dmcodec init` makes an untrained one)")
     return BUNDLED
-
-
-def create_untrained(directory: str | Path, preset_name: str, seed: int = 0, seconds: float = 60.0) -> Path:
-    """Random weights, with codebooks fitted by k-means to the encoder's output on speech-like
-    signals, so that every level uses many codes (all-zero codebooks would give all-zero codes)."""
-    torch.manual_seed(seed)
-    model = init_weights(DMCodec(preset(preset_name))).eval()
-    clips = [speech_like(seconds / 6, model.sample_rate, seed=seed * 100 + i) for i in range(6)]
-    with torch.no_grad():
-        latents = model.encoder(torch.from_numpy(np.stack(clips))[:, None])
-        model.quantizer.init_from_data(latents)
-    return save_checkpoint(model, directory, name=f"untrained-{preset_name}",
-                           training={"trained": False, "note": "random weights; codebooks fitted to "
-                                     "speech-like signals; for tests and smoke runs only", "seed": seed})

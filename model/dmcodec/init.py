@@ -13,10 +13,16 @@ initialisation keeps the signal's scale from layer to layer, and zero biases kee
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
 from torch import nn
 
+from .checkpoint import save_checkpoint
+from .config import preset
 from .model import DMCodec
+from .signals import speech_like
 
 OUTPUT_GAIN = 0.01
 
@@ -40,3 +46,18 @@ def init_weights(codec: DMCodec) -> DMCodec:
     output = _convolutions(codec.decoder)[-1]
     output.weight = output.weight * OUTPUT_GAIN
     return codec
+
+
+def create_untrained(directory: str | Path, preset_name: str, seed: int = 0, seconds: float = 60.0) -> Path:
+    """An untrained checkpoint in `directory`: random weights, with codebooks fitted by k-means to
+    the encoder's output on speech-like signals, so that every level uses many codes (all-zero
+    codebooks would give all-zero codes)."""
+    torch.manual_seed(seed)
+    model = init_weights(DMCodec(preset(preset_name))).eval()
+    clips = [speech_like(seconds / 6, model.sample_rate, seed=seed * 100 + i) for i in range(6)]
+    with torch.no_grad():
+        latents = model.encoder(torch.from_numpy(np.stack(clips))[:, None])
+        model.quantizer.init_from_data(latents)
+    return save_checkpoint(model, directory, name=f"untrained-{preset_name}",
+                           training={"trained": False, "note": "random weights; codebooks fitted to "
+                                     "speech-like signals; for tests and smoke runs only", "seed": seed})

@@ -19,12 +19,12 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 import numpy as np
 import torch
 
+from . import defaults
 from .audio import AudioSource, load_audio, prepare
 from .backends import Backend
 from .backends.agreement import Agreement
 from .backends.selection import select_backend
 from .checkpoint import LoadedCodec, load_checkpoint
-from .defaults import resolve_checkpoint
 from .executor import WindowExecutor, available_cores
 from .runtime import determinism_configured
 from .tokens import EncodedAudio, TokenMetadata
@@ -48,14 +48,16 @@ class Tokenizer:
         codec: a checkpoint from `load_checkpoint`.
         policy: window and batch sizes, threads per window.
         backend, precision: what computes the encoder and decoder (`dmcodec.backends`); fp32
-            torch is the reference. Any other mode is measured against it on a calibration set
-            first and refused when fewer than `min_agreement` of its codes are equal. `auto`:
-            onnxruntime where it passes, else torch (the reason is in `model_info()`).
-        min_agreement: share of code positions that must match fp32 torch.
+            torch is the reference. `auto` (the default): onnxruntime where its codes equal
+            torch's on every calibration position, else torch (the reason is in
+            `model_info()`). Any other mode is measured against fp32 torch on the calibration
+            set and refused when fewer than `min_agreement` of its codes are equal.
+        min_agreement: share of code positions an explicitly chosen backend or precision must
+            keep.
     """
 
-    def __init__(self, codec: LoadedCodec, policy: Optional[WindowPolicy] = None, backend: str = "torch",
-                 precision: str = "fp32", min_agreement: float = 0.999):
+    def __init__(self, codec: LoadedCodec, policy: Optional[WindowPolicy] = None, backend: str = defaults.BACKEND,
+                 precision: str = defaults.PRECISION, min_agreement: float = defaults.MIN_AGREEMENT):
         self.codec = codec
         self.model = codec.model
         self.policy = policy or WindowPolicy()
@@ -71,8 +73,9 @@ class Tokenizer:
         self.backend: Backend = selected.backend
         self.agreement: Optional[Agreement] = selected.agreement
         self.fallback = selected.fallback
-        # Windows of one length share an encoder call, as many as come, only where the
-        # backend was checked to give each the codes it gets alone (no fixed-shape padding).
+        # Windows of one length share an encoder call, as many as fit the policy's limits, only
+        # where the backend was checked to give each the latent it gets alone (no fixed-shape
+        # padding).
         self.dynamic_batches = (selected.batch_invariant and self.device.type == "cpu"
                                 and self.policy.batch_mode == "auto")
         self.executor = WindowExecutor(self.device.type, self.policy.threads_per_window, self.policy.workers,
@@ -80,8 +83,9 @@ class Tokenizer:
 
     @classmethod
     def from_pretrained(cls, checkpoint: str | Path | LoadedCodec | None = None, *, device: str = "cpu",
-                        backend: str = "torch", precision: str = "fp32", policy: Optional[WindowPolicy] = None,
-                        min_agreement: float = 0.999) -> Tokenizer:
+                        backend: str = defaults.BACKEND, precision: str = defaults.PRECISION,
+                        policy: Optional[WindowPolicy] = None,
+                        min_agreement: float = defaults.MIN_AGREEMENT) -> Tokenizer:
         """The one way to build a tokenizer.
 
         Args:
@@ -91,7 +95,7 @@ class Tokenizer:
             backend, precision, policy, min_agreement: as for the class.
         """
         if not isinstance(checkpoint, LoadedCodec):
-            checkpoint = load_checkpoint(resolve_checkpoint(checkpoint), device=device)
+            checkpoint = load_checkpoint(defaults.resolve_checkpoint(checkpoint), device=device)
         return cls(checkpoint, policy, backend, precision, min_agreement)
 
     def close(self) -> None:
@@ -141,7 +145,7 @@ class Tokenizer:
             by_shape[tuple(job.data.shape)].append(job)
         for group in by_shape.values():
             frames = group[0].window.outer_frames
-            size = (max(1, min(self.policy.max_batch_items, self.policy.max_batch_frames // frames)) if dynamic
+            size = (self.policy.items_per_call(frames, self.device.type) if dynamic
                     else self.policy.batch_size(frames, self.device.type))
             for i in range(0, len(group), size):
                 chunk = group[i : i + size]
@@ -170,6 +174,7 @@ class Tokenizer:
 
         `abandoned(i)` may turn true while this runs (a client left): clip i's remaining windows
         are then skipped, and its codes are incomplete - for the caller to throw away."""
+        levels = self.model.config.levels(n_q)
         hop = self.hop_length
         jobs, frames = [], []
         for index, clip in enumerate(clips):
@@ -180,7 +185,6 @@ class Tokenizer:
             for window in plan_windows(frames[-1], self.policy):
                 piece = audio[window.outer_start * hop : window.outer_stop * hop]
                 jobs.append(_Job(index, window, piece[None]))
-        levels = n_q or self.model.config.n_q
         out = [np.zeros((levels, f), dtype=np.int64) for f in frames]
         # wav [B, 1, T] -> codes [n_q, B, F]
         # Only the encoder batches dynamically: the decode path was not checked for it.

@@ -15,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 
 from dmcodec import __version__
 from dmcodec.audio import AudioLimits
+from dmcodec.config import CodecConfig
 from dmcodec.runtime import configure_determinism
 
 from .batcher import Batcher
@@ -83,6 +84,7 @@ def create_app(settings: Optional[ServiceSettings] = None, engine: Optional[Engi
                                   backend=info["backend"], precision=info["precision"]).set(1)
         if loaded.device.startswith("cuda"):
             metrics.track_gpu(loaded.device)
+        _describe_model(app, loaded.config)
         state.ready = True
         metrics.ready.set(1)
         log.info("ready: model %s (%s) on %s, loaded in %.1f s", info["name"], info["sha256"][:12],
@@ -95,7 +97,7 @@ def create_app(settings: Optional[ServiceSettings] = None, engine: Optional[Engi
             log.info("stopped")
 
     app = FastAPI(title="dmcodec", version=__version__, lifespan=lifespan,
-                  description="DM-Codec speech tokenization: audio -> 8 x 1024-code tokens at 50 Hz, and back.")
+                  description="DM-Codec speech tokenization: audio -> discrete tokens, and back.")
     app.state.settings = settings
     app.state.metrics = metrics
     install_handlers(app)
@@ -113,3 +115,31 @@ def create_app(settings: Optional[ServiceSettings] = None, engine: Optional[Engi
                        per_path={"/v1/decode": tokens_bytes, "/decode": tokens_bytes})
     app.add_middleware(ObserveRequests, metrics=metrics, tracing=tracing)
     return app
+
+
+def _describe_model(app: FastAPI, config: CodecConfig) -> None:
+    """The OpenAPI schema states the loaded model's numbers: its description, and the largest
+    `n_q` wherever a request may give one."""
+    app.description = (f"DM-Codec speech tokenization: audio -> {config.n_q} levels of {config.codebook_size}-code "
+                       f"tokens at {config.frame_rate:g} frames/s ({config.sample_rate} Hz audio), and back.")
+    app.openapi_schema = None
+
+    def limit_levels(field: dict[str, Any]) -> None:
+        for option in [field, *field.get("anyOf", [])]:  # Optional[int] is an anyOf with null
+            if option.get("type") == "integer":
+                option.update(minimum=1, maximum=config.n_q)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = FastAPI.openapi(app)
+            for path in schema.get("paths", {}).values():
+                for operation in path.values():
+                    for parameter in operation.get("parameters", []):
+                        if parameter.get("name") == "n_q":
+                            limit_levels(parameter["schema"])
+                    for body in operation.get("requestBody", {}).get("content", {}).values():
+                        if "n_q" in body.get("schema", {}).get("properties", {}):
+                            limit_levels(body["schema"]["properties"]["n_q"])
+        return app.openapi_schema or FastAPI.openapi(app)
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -4,9 +4,9 @@ Requests wait at most `max_wait_s` for company, up to `max_batch_size` requests 
 `max_batch_audio_seconds` of audio. The model runs in a pool of `max_concurrent_batches`
 threads, so the event loop keeps accepting (and refusing, when the queue is full) while it
 computes, and the next batch fills the model's idle workers while the last windows of the
-current one finish. Within a batch,
-requests are grouped by (op, key) - key being e.g. the number of levels - and each group is
-one call of `process`, which returns one result or exception per request.
+current one finish. Within a batch, jobs are grouped by their `group` (their kind and what
+must be equal to share a model call, e.g. the number of levels: see `jobs.py`), and each group
+is one call of `process`, which returns one result or exception per job.
 """
 
 from __future__ import annotations
@@ -18,15 +18,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Sequence
 
+from .jobs import Abandoned, ModelJob
 from .metrics import Metrics
 from .tracing import Tracing
 
 log = logging.getLogger(__name__)
 
-# process(op, key, payloads, abandoned) -> one result or exception per payload; abandoned[i]()
-# turns true once request i's result is no longer wanted (client gone, deadline passed), so the
-# model can stop its work between windows.
-Process = Callable[[str, Hashable, Sequence[Any], Sequence[Callable[[], bool]]], Sequence[Any]]
+# process(jobs, abandoned) -> one result or exception per job, for jobs of one group;
+# abandoned[i]() turns true once job i's result is no longer wanted (client gone, deadline
+# passed), so the model can stop its work between windows.
+Process = Callable[[Sequence[ModelJob], Abandoned], Sequence[Any]]
 
 
 class QueueFull(Exception):
@@ -71,10 +72,8 @@ class Ticket:
 
 
 @dataclass(eq=False)  # hashed by identity: jobs are tracked in sets
-class Job:
-    op: str
-    key: Hashable
-    payload: Any
+class QueuedJob:
+    job: ModelJob
     audio_seconds: float
     deadline: float  # time.monotonic()
     future: asyncio.Future = field(repr=False)
@@ -93,8 +92,8 @@ class Job:
 
 class Batcher:
     """Args:
-        process: `process(op, key, payloads) -> results`, run in the worker thread; an
-            exception instance in the results fails that request alone.
+        process: `process(jobs, abandoned) -> results` for jobs of one group, run in a worker
+            thread; an exception instance in the results fails that request alone.
         max_batch_size, max_batch_audio_seconds, max_wait_s, max_queue_size: the limits.
         max_concurrent_batches: batches computing at once (process must be thread-safe if > 1).
         metrics: where queue and batch statistics go.
@@ -115,9 +114,9 @@ class Batcher:
         self._pending = 0  # tickets out: requests admitted that the model has not started on
         self.accepting = False
         self._stopped = False  # the drain has ended: nothing more is taken
-        self._carry: Job | None = None  # taken from the queue but over the last batch's budget
-        self._collecting: list[Job] = []  # the batch being gathered (taken from the queue already)
-        self._running: set[Job] = set()
+        self._carry: QueuedJob | None = None  # taken from the queue but over the last batch's budget
+        self._collecting: list[QueuedJob] = []  # the batch being gathered (taken from the queue already)
+        self._running: set[QueuedJob] = set()
         self._batches: set[asyncio.Task] = set()
         self._slots = asyncio.Semaphore(max_concurrent_batches)
         self._task: asyncio.Task | None = None
@@ -144,10 +143,9 @@ class Batcher:
         self.accepting = True
         self._task = asyncio.create_task(self._loop(), name="dmcodec-batcher")
 
-    def submit(self, op: str, payload: Any, *, audio_seconds: float, deadline: float, key: Hashable = None,
-               ticket: Ticket | None = None, request_id: str = "-",
-               stats: dict[str, Any] | None = None) -> asyncio.Future:
-        """Queue one request (on its reserved `ticket`, or on a new one); its future resolves to
+    def submit(self, job: ModelJob, *, audio_seconds: float, deadline: float, ticket: Ticket | None = None,
+               request_id: str = "-", stats: dict[str, Any] | None = None) -> asyncio.Future:
+        """Queue one job (on its request's reserved `ticket`, or on a new one); its future resolves to
         the result. `stats` receives the request's queue_ms, compute_ms and batch_size. Raises
         QueueFull or Draining. While draining, work admitted before (it holds a ticket) is still
         taken, until the drain ends."""
@@ -159,10 +157,10 @@ class Batcher:
         # The job owns its place from here (the caller's ticket is emptied): it is given back when
         # the model starts on the job or drops it, not when the caller stops waiting.
         ticket = ticket.keep() if ticket else self.reserve()
-        job = Job(op, key, payload, audio_seconds, deadline, asyncio.get_running_loop().create_future(), ticket,
-                  request_id, stats if stats is not None else {}, self.tracing.current())
-        self.queue.put_nowait(job)
-        return job.future
+        queued = QueuedJob(job, audio_seconds, deadline, asyncio.get_running_loop().create_future(), ticket,
+                           request_id, stats if stats is not None else {}, self.tracing.current())
+        self.queue.put_nowait(queued)
+        return queued.future
 
     async def drain(self, timeout: float) -> None:
         """Stop accepting, let queued work finish (up to `timeout` s), then stop the loop.
@@ -188,7 +186,7 @@ class Batcher:
                 job.future.set_exception(Draining())
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def _next(self, timeout: float | None) -> Job:
+    async def _next(self, timeout: float | None) -> QueuedJob:
         if self._carry is not None:
             job, self._carry = self._carry, None
             return job
@@ -198,7 +196,7 @@ class Batcher:
             return self.queue.get_nowait()
         return await asyncio.wait_for(self.queue.get(), timeout)
 
-    async def _collect(self) -> list[Job]:
+    async def _collect(self) -> list[QueuedJob]:
         first = await self._next(None)
         batch, audio = self._collecting, first.audio_seconds
         batch.append(first)
@@ -216,7 +214,7 @@ class Batcher:
         self._collecting = []
         return batch
 
-    def _live(self, batch: list[Job]) -> list[Job]:
+    def _live(self, batch: list[QueuedJob]) -> list[QueuedJob]:
         """Drop requests whose client left or whose deadline passed."""
         now, live = time.monotonic(), []
         for job in batch:
@@ -244,20 +242,21 @@ class Batcher:
         self._batches.discard(task)
         self._slots.release()
 
-    async def _process(self, batch: list[Job]) -> None:
+    async def _process(self, batch: list[QueuedJob]) -> None:
         loop = asyncio.get_running_loop()
         try:
-            groups: dict[tuple[str, Hashable], list[Job]] = {}
-            for job in self._live(batch):
-                groups.setdefault((job.op, job.key), []).append(job)
-            for (op, key), jobs in groups.items():
-                await self._run(loop, op, key, self._live(jobs))
+            groups: dict[Hashable, list[QueuedJob]] = {}
+            for queued in self._live(batch):
+                groups.setdefault(queued.job.group, []).append(queued)
+            for jobs in groups.values():
+                await self._run(loop, self._live(jobs))
         finally:
             self._running.difference_update(batch)
 
-    async def _run(self, loop: asyncio.AbstractEventLoop, op: str, key: Hashable, jobs: list[Job]) -> None:
+    async def _run(self, loop: asyncio.AbstractEventLoop, jobs: list[QueuedJob]) -> None:
         if not jobs:
             return
+        op = jobs[0].job.kind
         start, start_ns = time.monotonic(), time.time_ns()
         for job in jobs:
             job.ticket.release()
@@ -269,7 +268,7 @@ class Batcher:
         self.metrics.batch_requests.labels(op=op).observe(len(jobs))
         self.metrics.batch_audio.labels(op=op).observe(audio)
         try:
-            results = await loop.run_in_executor(self._executor, self.process, op, key, [j.payload for j in jobs],
+            results = await loop.run_in_executor(self._executor, self.process, [j.job for j in jobs],
                                                  [j.abandoned for j in jobs])
         except Exception as err:  # process() isolates items itself; this is a last resort
             log.exception("batch of %d %s requests failed", len(jobs), op)

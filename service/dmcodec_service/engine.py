@@ -1,48 +1,62 @@
-"""The model side of the service: loading, warm-up, and batch functions for the batcher."""
+"""The model side of the service: loading, warm-up, what the routes ask of the model, and the
+batch function the batcher calls. Routes talk to the engine, never to the tokenizer."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Hashable, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from dmcodec import Tokenizer, WindowPolicy
+from dmcodec import Tokenizer
+from dmcodec.config import CodecConfig
 from dmcodec.isolation import run_isolated
 from dmcodec.signals import speech_like
-from dmcodec.windows import Window
+from dmcodec.tokens import EncodedAudio, TokenMetadata
+from dmcodec.windows import Window, plan_windows
 
+from .jobs import Abandoned, ModelJob
 from .settings import ServiceSettings
 
 
-@dataclass
-class DecodeItem:
-    codes: np.ndarray  # [n_q, frames] int64
-    num_samples: int | None
-
-
 class Engine:
-    """A loaded tokenizer and the two batch operations the batcher calls."""
+    """A loaded tokenizer, built from the service settings."""
 
     def __init__(self, settings: ServiceSettings):
         self.device = settings.resolved_device()
         started = time.monotonic()
-        policy = WindowPolicy(window_frames=settings.window_frames, context_frames=settings.context_frames,
-                              workers=settings.workers, threads_per_window=settings.threads_per_window,
-                              solo_threads=settings.solo_threads)
         self.tokenizer = Tokenizer.from_pretrained(settings.checkpoint, device=self.device, backend=settings.backend,
-                                                   precision=settings.precision, policy=policy,
+                                                   precision=settings.precision, policy=settings.window_policy(),
                                                    min_agreement=settings.min_code_agreement)
         self.codec = self.tokenizer.codec
         self.load_seconds = time.monotonic() - started
 
     @property
-    def config(self):
+    def config(self) -> CodecConfig:
         return self.codec.config
 
     def model_info(self) -> dict[str, Any]:
         return self.tokenizer.model_info()
+
+    def windowing_info(self) -> dict[str, Any]:
+        return self.tokenizer.windowing_info()
+
+    def levels(self, n_q: Optional[int]) -> int:
+        """`n_q` checked against the model (None: all levels); ValueError otherwise."""
+        return self.config.levels(n_q)
+
+    def check_codes(self, codes: np.ndarray, num_samples: Optional[int]) -> None:
+        self.tokenizer.check_codes(codes, num_samples)
+
+    def windows(self, frames: int) -> list[Window]:
+        """The windows a clip of `frames` frames is decoded in (the streamed decode's pieces)."""
+        return plan_windows(frames, self.tokenizer.policy)
+
+    def wrap(self, codes: np.ndarray, num_samples: int) -> EncodedAudio:
+        return self.tokenizer.wrap(codes, num_samples)
+
+    def metadata(self, codes: np.ndarray, num_samples: int) -> TokenMetadata:
+        return self.tokenizer.metadata(codes, num_samples)
 
     def warm_up(self) -> None:
         """One encode and decode, so the first request does not pay for lazy initialisation."""
@@ -50,26 +64,13 @@ class Engine:
         codes = self.tokenizer.encode_arrays([clip])[0]
         self.tokenizer.decode(codes, clip.size)
 
-    def process(self, op: str, key: Hashable, payloads: Sequence[Any],
-                abandoned: Sequence[Callable[[], bool]]) -> list[Any]:
-        """Run one group; results are per-item values or exceptions (one bad request fails alone).
-        Requests abandoned meanwhile stop between windows."""
-        operations: dict[str, Callable[[Hashable, Any], list[np.ndarray]]] = {
-            "encode": self._encode, "decode": self._decode, "decode_window": self._decode_window}
-        run = operations[op]
-        return run_isolated(lambda items: run(key, items), list(zip(payloads, abandoned)))
+    def process(self, jobs: Sequence[ModelJob], abandoned: Abandoned) -> list[Any]:
+        """Run one group of jobs (equal `group`); results are per-job values or exceptions (one
+        bad request fails alone). Requests abandoned meanwhile stop between windows."""
+        run = type(jobs[0]).run
+        pairs = list(zip(jobs, abandoned))
+        return run_isolated(lambda items: run(self.tokenizer, [job for job, _ in items], [gone for _, gone in items]),
+                            pairs)
 
     def close(self) -> None:
         self.tokenizer.close()
-
-    def _encode(self, n_q: Hashable, items: Sequence[tuple[np.ndarray, Callable[[], bool]]]) -> list[np.ndarray]:
-        assert isinstance(n_q, int)  # the encode route keys jobs by their number of levels
-        return self.tokenizer.encode_arrays([clip for clip, _ in items], n_q, lambda i: items[i][1]())
-
-    def _decode_window(self, key: Hashable,
-                       items: Sequence[tuple[tuple[np.ndarray, Window], Callable[[], bool]]]) -> list[np.ndarray]:
-        return [self.tokenizer.decode_window(codes, window) for (codes, window), _ in items]
-
-    def _decode(self, key: Hashable, items: Sequence[tuple[DecodeItem, Callable[[], bool]]]) -> list[np.ndarray]:
-        return self.tokenizer.decode_many([(item.codes, item.num_samples) for item, _ in items],
-                                          lambda i: items[i][1]())

@@ -17,9 +17,10 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from dmcodec.audio import AudioError, AudioLimitError, AudioLimits, AudioSource, load_audio
+from dmcodec.config import CodecConfig
 
-from .engine import DecodeItem
 from .errors import APIError, describe
+from .jobs import DecodeJob
 from .schemas import DecodeRequest
 
 NPY_TYPES = ("application/octet-stream", "application/x-npy")
@@ -77,11 +78,11 @@ def _read_npy(body: bytes, max_levels: int) -> np.ndarray:
     return codes.astype(np.int64)
 
 
-def parse_tokens(body: bytes, kind: str, num_samples: Optional[int], served_sha: str, max_levels: int) -> DecodeItem:
-    """A decode body (the encode JSON, or a .npy) -> codes [n_q, frames] int64 and the length.
+def parse_tokens(body: bytes, kind: str, num_samples: Optional[int], served_sha: str, max_levels: int) -> DecodeJob:
+    """A decode body (the encode JSON, or a .npy) -> its job: codes [n_q, frames] int64 and the length.
     Runs off the event loop: parsing ~2 MB of JSON takes a while."""
     if kind in NPY_TYPES:
-        return DecodeItem(_read_npy(body, max_levels), num_samples)
+        return DecodeJob(_read_npy(body, max_levels), num_samples)
     if kind != "application/json":
         raise APIError(415, "unsupported_media_type", "send application/json (the encode response) or "
                        f"application/octet-stream (.npy); got {kind or 'none'}")
@@ -95,9 +96,21 @@ def parse_tokens(body: bytes, kind: str, num_samples: Optional[int], served_sha:
                        f"serves {served_sha[:12]}...")
     if len({len(level) for level in request.codes}) > 1:
         raise APIError(422, "invalid_tokens", "codes must be a rectangular [n_q][frames] array")
-    return DecodeItem(np.asarray(request.codes, dtype=np.int64), num_samples or request.num_samples)
+    return DecodeJob(np.asarray(request.codes, dtype=np.int64), num_samples or request.num_samples)
 
 
 def _without_input(errors: list[Any]) -> list[Any]:
     # pydantic's messages name the field and the rule; the offending input stays out of the body.
     return [{"loc": e["loc"], "msg": e["msg"]} for e in errors]
+
+
+def requested_levels(config: CodecConfig, requested: Any) -> int:
+    """The `n_q` of a request (a query, form or protocol parameter; None or empty: all levels),
+    checked against the model."""
+    try:
+        if requested in (None, ""):
+            return config.levels(None)
+        # int("2.5") fails where int(2.5) would truncate: a fractional n_q is an error.
+        return config.levels(requested if isinstance(requested, int) else int(str(requested)))
+    except (TypeError, ValueError, OverflowError):
+        raise APIError(422, "invalid_n_q", f"n_q must be an integer in 1..{config.n_q}") from None

@@ -27,6 +27,8 @@ from dmcodec import __version__
 from dmcodec.audio import MIN_SAMPLE_RATE, AudioError, AudioLimits, prepare
 
 from .errors import APIError, describe
+from .inputs import requested_levels
+from .jobs import EncodeJob
 from .schemas import ErrorResponse, Health
 from .security import require_api_key
 from .submission import admitted, run_job, within_deadline
@@ -148,14 +150,9 @@ async def infer(request: Request, name: str) -> dict[str, Any]:
             samples, request_id, parameters = await run_in_threadpool(_audio, body, config.sample_rate,
                                                                       service.audio_limits)
         seconds = samples.size / config.sample_rate
-        try:
-            n_q = int(parameters.get("n_q", config.n_q))
-        except (TypeError, ValueError, OverflowError):
-            n_q = 0
-        if not 1 <= n_q <= config.n_q:
-            raise APIError(422, "invalid_n_q", f"n_q must be an integer in 1..{config.n_q}")
-        codes = await run_job(request, "encode", samples, seconds, n_q, ticket)
-    metadata = service.engine.tokenizer.metadata(codes, samples.size)
+        levels = requested_levels(config, parameters.get("n_q"))
+        codes = await run_job(request, EncodeJob(samples, levels), seconds, ticket)
+    metadata = service.engine.metadata(codes, samples.size)
     answer: dict[str, Any] = {
         "model_name": name, "model_version": metadata.model_sha256,
         "outputs": [{"name": "codes", "datatype": "INT64", "shape": list(codes.shape), "data": codes.ravel().tolist()},

@@ -15,11 +15,11 @@ from starlette.concurrency import run_in_threadpool
 
 from dmcodec.audio import pcm16, wav_bytes, wav_header
 from dmcodec.tokens import codes_to_uint16
-from dmcodec.windows import plan_windows
 
 from .batcher import Ticket
 from .errors import APIError
-from .inputs import NPY_TYPES, content_type, decode_upload, parse_tokens, read_upload
+from .inputs import NPY_TYPES, content_type, decode_upload, parse_tokens, read_upload, requested_levels
+from .jobs import DecodeWindowJob, EncodeJob
 from .schemas import DecodeRequest, EncodeResponse, ErrorResponse, InfoResponse
 from .security import require_api_key
 from .submission import admitted, deadline_of, run_job, service_state, within_deadline
@@ -50,28 +50,24 @@ def _want_npy(request: Request, fmt: Optional[str]) -> bool:
         "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
             "file": {"type": "string", "format": "binary", "description": "WAV, FLAC, OGG/Opus or MP3; "
                      "any rate; channels are averaged."},
-            "n_q": {"type": "integer", "minimum": 1, "maximum": 8}}}},
+            "n_q": {"type": "integer", "minimum": 1, "description": "Levels to return (1..n_q of the "
+                    "model; default all)."}}}},
         "audio/*": {"schema": {"type": "string", "format": "binary"}}}}},
     dependencies=[Depends(require_api_key)], summary="Audio -> tokens")
 async def encode(request: Request,
-                 n_q: Optional[int] = Query(None, description="Levels to return (1..8; default all)."),
+                 n_q: Optional[int] = Query(None, description="Levels to return (1..n_q of the model; default "
+                                           "all)."),
                  format: Optional[str] = Query(None, pattern="^(json|npy)$", description="json or npy.")):
     service = service_state(request)
+    engine = service.engine
     with admitted(request) as ticket:
         source, fields = await within_deadline(request, read_upload(request))
-        requested = n_q if n_q is not None else fields.get("n_q")
-        levels = service.engine.config.n_q
-        try:
-            n_q = levels if requested in (None, "") else int(requested)
-        except ValueError:
-            raise APIError(422, "invalid_n_q", f"n_q must be an integer in 1..{levels}") from None
-        if not 1 <= n_q <= levels:
-            raise APIError(422, "invalid_n_q", f"n_q must be in 1..{levels}, got {n_q}")
-        rate = service.engine.config.sample_rate
+        levels = requested_levels(engine.config, n_q if n_q is not None else fields.get("n_q"))
+        rate = engine.config.sample_rate
         async with service.decode_slots:
             samples = await run_in_threadpool(decode_upload, source, rate, service.audio_limits)
-        codes = await run_job(request, "encode", samples, samples.size / rate, n_q, ticket)
-    encoded = service.engine.tokenizer.wrap(codes, samples.size)
+        codes = await run_job(request, EncodeJob(samples, levels), samples.size / rate, ticket)
+    encoded = engine.wrap(codes, samples.size)
     if _want_npy(request, format):
         buffer = io.BytesIO()
         np.save(buffer, codes_to_uint16(codes))
@@ -98,14 +94,14 @@ async def decode(request: Request,
         if not (header.isascii() and header.isdigit()) or int(header) < 1:
             raise APIError(422, "invalid_num_samples", "X-DMCodec-Num-Samples must be a positive integer")
         num_samples = int(header)
-    tokenizer = service.engine.tokenizer
-    config = tokenizer.model.config
+    engine = service.engine
+    config = engine.config
     with admitted(request) as ticket:
         body = await within_deadline(request, request.body())
         item = await run_in_threadpool(parse_tokens, body, content_type(request), num_samples,
-                                       service.engine.codec.sha256, config.n_q)
+                                       engine.codec.sha256, config.n_q)
         try:
-            tokenizer.check_codes(item.codes, item.num_samples)
+            engine.check_codes(item.codes, item.num_samples)
         except ValueError as err:
             raise APIError(422, "invalid_tokens", str(err)) from None
         frames = item.codes.shape[1]
@@ -118,8 +114,8 @@ async def decode(request: Request,
             kept = ticket.keep()  # the place outlives this handler: the stream gives it back
             return TicketedStream(_stream_windows(request, item.codes, total, kept), kept, deadline_of(request),
                                   media_type="audio/wav", headers={"X-DMCodec-Num-Samples": str(total)})
-        audio = await run_job(request, "decode", item, seconds, item.codes.shape[0], ticket)
-    body = await run_in_threadpool(wav_bytes, audio, tokenizer.sample_rate)
+        audio = await run_job(request, item, seconds, ticket)
+    body = await run_in_threadpool(wav_bytes, audio, config.sample_rate)
     return Response(body, media_type="audio/wav", headers={"X-DMCodec-Num-Samples": str(audio.size)})
 
 
@@ -147,14 +143,13 @@ class TicketedStream(StreamingResponse):
 async def _stream_windows(request: Request, codes: np.ndarray, total: int, ticket: Ticket) -> AsyncIterator[bytes]:
     """The WAV header, then the audio of each window of the plan, in order; memory is one
     window's audio at a time. Each window is a job of its own on the request's `ticket`."""
-    service = service_state(request)
-    tokenizer = service.engine.tokenizer
-    config = tokenizer.model.config
+    engine = service_state(request).engine
+    config = engine.config
     yield wav_header(total, config.sample_rate)
     remaining = total
-    for window in plan_windows(codes.shape[1], tokenizer.policy):
-        audio = await run_job(request, "decode_window", (codes, window), (window.stop - window.start) /
-                              config.frame_rate, (codes.shape[0], window.outer_frames), ticket.borrow())
+    for window in engine.windows(codes.shape[1]):
+        audio = await run_job(request, DecodeWindowJob(codes, window), (window.stop - window.start) / config.frame_rate,
+                              ticket.borrow())
         piece, remaining = audio[:remaining], remaining - min(remaining, audio.size)
         yield pcm16(piece)
 
@@ -184,7 +179,7 @@ async def info(request: Request) -> dict[str, Any]:
                    "request_timeout_s": s.request_timeout_s},
         "batching": {"max_batch_size": s.max_batch_size, "max_batch_audio_seconds": s.max_batch_audio_seconds,
                      "max_wait_ms": s.max_wait_ms},
-        "windowing": engine.tokenizer.windowing_info(),
+        "windowing": engine.windowing_info(),
     }
 
 

@@ -39,12 +39,12 @@ class Windowing(BaseModel):
 
 class EncodeResponse(BaseModel):
     codes: list[list[int]] = Field(description="Token ids, [n_q][frames], each in 0..codebook_size-1.")
-    n_q: int = Field(description="Quantizer levels returned (1..8), coarse to fine.")
+    n_q: int = Field(description="Quantizer levels returned (1 to the model's n_q), coarse to fine.")
     frames: int = Field(description="Frames per level: ceil(num_samples / hop_length).")
-    codebook_size: int = Field(description="Entries per codebook (1024).")
-    frame_rate: float = Field(description="Frames per second (50).")
+    codebook_size: int = Field(description="Entries per codebook: codes are 0..codebook_size-1.")
+    frame_rate: float = Field(description="Frames per second: sample_rate / hop_length.")
     sample_rate: int = Field(description="The model's sample rate; num_samples counts at this rate.")
-    num_samples: int = Field(description="Length of the audio after conversion to 16 kHz mono.")
+    num_samples: int = Field(description="Length of the audio after conversion to the model's rate, mono.")
     duration_s: float = Field(description="num_samples / sample_rate.")
     model: ModelRef
     windowing: Windowing
@@ -54,8 +54,8 @@ class DecodeRequest(BaseModel):
     """An encode response, or just its codes. Other fields of the encode response are accepted."""
 
     model_config = ConfigDict(extra="ignore")
-    codes: list[list[Code]] = Field(description="[n_q][frames] token ids; 1..8 levels, coarse first.")
-    num_samples: Optional[int] = Field(None, ge=1, description="Output length in samples; default frames * 320.")
+    codes: list[list[Code]] = Field(description="[n_q][frames] token ids; 1 to the model's n_q levels, coarse first.")
+    num_samples: Optional[int] = Field(None, ge=1, description="Output length in samples; default frames * hop_length.")
     model: Optional[dict[str, Any]] = Field(None, description="If given, its sha256 must be the served model's.")
 
 

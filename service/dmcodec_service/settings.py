@@ -17,6 +17,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from dmcodec import WindowPolicy, defaults
+
 
 class ServiceSettings(BaseSettings):
     """Every knob of the service. Each field is read from `DMCODEC_<NAME>` (e.g.
@@ -43,19 +45,23 @@ class ServiceSettings(BaseSettings):
     checkpoint: Optional[Path] = Field(None, description="Checkpoint directory or weights file; "
                                        "default: the bundled checkpoint.")
     device: str = Field("auto", description="auto (cuda when available, else cpu), cpu, cuda or cuda:N.")
-    threads_per_window: int = Field(1, ge=1, description="Intra-op threads per CPU window: part of what "
-                                    "defines the codes, so keep it equal across replicas.")
-    workers: int = Field(0, ge=0, description="CPU windows computed in parallel; 0: cores / threads_per_window.")
-    solo_threads: int = Field(0, ge=0, description="Threads of a window that runs alone (0: all cores), on a "
-                              "backend verified at start-up to give the same codes at any count; 1 turns it off.")
+    threads_per_window: int = Field(defaults.THREADS_PER_WINDOW, ge=1, description="Intra-op threads per CPU "
+                                    "window: part of what defines the codes, so keep it equal across replicas.")
+    workers: int = Field(defaults.WORKERS, ge=0, description="CPU windows computed in parallel; 0: cores / "
+                         "threads_per_window.")
+    solo_threads: int = Field(defaults.SOLO_THREADS, ge=0, description="Threads of a window that runs alone (0: "
+                              "all cores), where the backend computes bit-identical latents at that count "
+                              "(checked at start-up); 1 turns it off.")
     backend: Literal["auto", "torch", "onnxruntime"] = Field(
-        "auto", description="Encoder/decoder backend. auto: onnxruntime where its codes pass the agreement gate, "
-        "else fp32 torch (the reason is logged and in /v1/info); onnxruntime graphs are exported once per "
-        "checkpoint and cached.")
+        defaults.BACKEND, description="Encoder/decoder backend. auto: onnxruntime where its codes equal fp32 "
+        "torch's on every calibration position, else fp32 torch (the reason is logged and in /v1/info); "
+        "onnxruntime graphs are exported once per checkpoint and cached.")
     precision: Literal["fp32", "tf32", "bf16", "fp16", "int8"] = Field(
-        "fp32", description="fp32 (default); tf32/bf16/fp16 (torch on CUDA) or int8 (onnxruntime) are opt-in.")
-    min_code_agreement: float = Field(0.999, ge=0, le=1, description="Start-up refuses a backend/precision "
-                                      "whose codes match fp32 torch on fewer positions than this.")
+        defaults.PRECISION, description="fp32 (default); tf32/bf16/fp16 (torch on CUDA) or int8 (onnxruntime) "
+        "are opt-in.")
+    min_code_agreement: float = Field(defaults.MIN_AGREEMENT, ge=0, le=1, description="Start-up refuses an "
+                                      "explicitly chosen backend/precision whose codes match fp32 torch on fewer "
+                                      "positions than this (auto asks for all of them).")
     host: str = Field("127.0.0.1", description="Bind address (0.0.0.0 in containers).")
     port: int = Field(8000, ge=1, le=65535)
 
@@ -76,8 +82,10 @@ class ServiceSettings(BaseSettings):
     max_sample_rate: int = Field(192000, ge=8000, description="Highest sample rate of an upload (422 beyond).")
     max_concurrent_decodes: int = Field(2, ge=1, description="Uploads decoded at once; the others wait their "
                                         "turn (each holds its audio at 16 kHz mono while it waits).")
-    window_frames: int = Field(1000, ge=10, description="Longest piece encoded at once (frames, 50/s).")
-    context_frames: int = Field(50, ge=0, description="Context around each window of long audio (frames).")
+    window_frames: int = Field(defaults.WINDOW_FRAMES, ge=10, description="Longest piece encoded at once "
+                               "(frames of the model).")
+    context_frames: int = Field(defaults.CONTEXT_FRAMES, ge=0, description="Context around each window of long "
+                                "audio (frames).")
 
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list,
                                                      description="Accepted keys (Bearer or X-API-Key); "
@@ -108,10 +116,14 @@ class ServiceSettings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _check_limits(self) -> ServiceSettings:
-        if self.context_frames * 2 >= self.window_frames:
-            raise ValueError("window_frames must exceed 2 * context_frames")
+    def _check_windows(self) -> ServiceSettings:
+        self.window_policy()  # the library's rules, raising ValueError
         return self
+
+    def window_policy(self) -> WindowPolicy:
+        return WindowPolicy(window_frames=self.window_frames, context_frames=self.context_frames,
+                            workers=self.workers, threads_per_window=self.threads_per_window,
+                            solo_threads=self.solo_threads)
 
     def exposed_without_keys(self) -> bool:
         """Bound beyond loopback with no API keys: anyone who reaches the port may use it."""

@@ -12,6 +12,7 @@ from fastapi import Request
 
 from .batcher import DeadlineExceeded, Draining, QueueFull, Ticket
 from .errors import APIError
+from .jobs import ModelJob
 
 T = TypeVar("T")
 
@@ -74,13 +75,15 @@ async def within_deadline(request: Request, work: Awaitable[T]) -> T:
         raise APIError(408, "request_timeout", "the request body did not arrive before the deadline") from None
 
 
-async def run_job(request: Request, op: str, payload: Any, audio_seconds: float, key: Any, ticket: Ticket) -> Any:
+async def run_job(request: Request, job: ModelJob, audio_seconds: float, ticket: Ticket) -> Any:
+    """`job`'s result, computed in a batch on the request's `ticket`; the batcher's refusals and
+    the job's own errors as API errors."""
     service = service_state(request)
     deadline = deadline_of(request)
     retry = {"Retry-After": str(service.settings.retry_after_s)}
     try:
-        future = service.batcher.submit(op, payload, audio_seconds=audio_seconds, deadline=deadline, key=key,
-                                        ticket=ticket, request_id=request.state.request_id, stats=request.state.stats)
+        future = service.batcher.submit(job, audio_seconds=audio_seconds, deadline=deadline, ticket=ticket,
+                                        request_id=request.state.request_id, stats=request.state.stats)
         return await _wait(request, future, deadline)
     except Draining:
         raise APIError(503, "draining", "the service is shutting down; retry on another replica", retry) from None
@@ -88,4 +91,4 @@ async def run_job(request: Request, op: str, payload: Any, audio_seconds: float,
         raise APIError(504, "deadline_exceeded",
                        f"not processed within {service.settings.request_timeout_s:g} s") from None
     except ValueError as err:
-        raise APIError(422, "invalid_tokens" if op == "decode" else "invalid_audio", str(err)) from None
+        raise APIError(422, job.error_code, str(err)) from None

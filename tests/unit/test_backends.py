@@ -8,12 +8,15 @@ import os
 
 import numpy as np
 import pytest
+import torch
 from helpers import clips
 
 from dmcodec import Tokenizer, WindowPolicy, load_checkpoint
 from dmcodec.backends import create_backend
 from dmcodec.backends.agreement import AgreementError, code_agreement
-from dmcodec.backends.onnx import MIN_FRAMES, export_onnx, graph_dir
+from dmcodec.backends.onnx import MIN_FRAMES, OnnxBackend, export_onnx, graph_dir
+from dmcodec.backends.torch_backend import TorchBackend
+from dmcodec.signals import speech_like
 
 
 def test_graphs_are_exported_once_and_keyed_by_checkpoint_and_precision(tiny_checkpoint, small_checkpoint, tmp_path):
@@ -108,20 +111,54 @@ def test_onnx_codes_agree_with_torch(which, request):
     assert all(np.array_equal(r[0], c[0]) for r, c in zip(reference, candidate))
 
 
-def test_auto_serves_onnxruntime_where_it_passes_and_torch_with_the_reason_where_not(small_checkpoint, caplog):
+def test_auto_serves_onnxruntime_only_with_every_code_of_torch_and_says_why_not(small_checkpoint, caplog,
+                                                                                 monkeypatch):
     codec = load_checkpoint(small_checkpoint)
-    auto = Tokenizer.from_pretrained(codec, backend="auto")
+    auto = Tokenizer.from_pretrained(codec)  # auto is the default
     info = auto.model_info()
     assert info["backend"] == "onnxruntime" and info["backend_requested"] == "auto"
-    assert "backend_fallback" not in info and auto.agreement.overall >= 0.999
+    assert "backend_fallback" not in info and auto.agreement.overall == 1.0
 
-    # An impossible gate: auto falls back to fp32 torch and says why (logged and in the info).
-    refused = Tokenizer.from_pretrained(codec, backend="auto", min_agreement=1.01)
+    # One code of the calibration set re-drawn: an explicit request passes the 99.9% gate, auto
+    # serves fp32 torch instead and says why (logged and in the info).
+    encode = OnnxBackend.encode
+
+    def one_code_off(self, wav, n_q, threads=0):
+        codes = encode(self, wav, n_q, threads)
+        codes[-1, 0, 0] = (codes[-1, 0, 0] + 1) % codec.config.codebook_size
+        return codes
+
+    monkeypatch.setattr(OnnxBackend, "encode", one_code_off)
+    assert 0.999 <= Tokenizer.from_pretrained(codec, backend="onnxruntime").agreement.overall < 1.0
+    refused = Tokenizer.from_pretrained(codec, backend="auto")
     info = refused.model_info()
     assert info["backend"] == "torch" and info["backend_requested"] == "auto"
     assert "keeps only" in info["backend_fallback"] and refused.agreement is None
     assert any("serving fp32 torch instead of onnxruntime" in r.getMessage() for r in caplog.records)
-    assert refused.windowing_info()["solo_threads"] == 1  # torch pins its thread count
+
+
+def test_torch_gives_a_lone_window_every_core_exactly_where_its_latents_do_not_change(small_checkpoint,
+                                                                                    monkeypatch):
+    codec = load_checkpoint(small_checkpoint)
+    policy = WindowPolicy(workers=2, solo_threads=2)
+    wav = torch.from_numpy(speech_like(3.0, seed=8))[None, None]
+    backend = TorchBackend(codec.model)
+    invariant = np.array_equal(backend.latent(wav, 1), backend.latent(wav, 2))
+    with Tokenizer.from_pretrained(codec, backend="torch", policy=policy) as measured:
+        assert measured.windowing_info()["solo_threads"] == (2 if invariant else 1)
+        lone = measured.encode_arrays([speech_like(3.0, seed=8)])[0]
+
+    latent = TorchBackend.latent
+
+    def last_bit_differs_at_two_threads(self, wav, threads=0):
+        out = latent(self, wav, threads)
+        return np.nextafter(out, np.inf) if threads == 2 else out
+
+    monkeypatch.setattr(TorchBackend, "latent", last_bit_differs_at_two_threads)
+    with Tokenizer.from_pretrained(codec, backend="torch", policy=policy) as pinned:
+        assert pinned.windowing_info()["solo_threads"] == 1
+        monkeypatch.undo()
+        assert np.array_equal(pinned.encode_arrays([speech_like(3.0, seed=8)])[0], lone)
 
 
 def test_a_lone_window_uses_every_core_and_gets_the_codes_it_gets_beside_others(small_checkpoint):

@@ -5,11 +5,30 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from dataclasses import dataclass
 
 import pytest
 
 from dmcodec_service.batcher import Batcher, DeadlineExceeded, Draining, QueueFull
 from dmcodec_service.metrics import Metrics
+
+
+@dataclass(eq=False)
+class FakeJob:
+    """A job of any kind, grouped by (kind, key) as the service's typed jobs are."""
+
+    kind: str
+    payload: object
+    key: object = None
+    error_code = "invalid_audio"
+
+    @property
+    def group(self):
+        return (self.kind, self.key)
+
+
+def submit(batcher: Batcher, kind: str, payload: object, key: object = None, **options):
+    return batcher.submit(FakeJob(kind, payload, key), **options)
 
 
 class Recorder:
@@ -21,7 +40,9 @@ class Recorder:
         self.release = threading.Event()
         self.release.set()
 
-    def __call__(self, op, key, payloads, abandoned):
+    def __call__(self, jobs, abandoned):
+        op, key, payloads = jobs[0].kind, jobs[0].key, [job.payload for job in jobs]
+        assert all(job.group == jobs[0].group for job in jobs)
         self.release.wait(10)
         time.sleep(self.delay)
         self.calls.append((op, key, list(payloads)))
@@ -42,14 +63,14 @@ def run(coro):
     return asyncio.run(coro)
 
 
-def test_groups_by_op_and_key_within_the_size_limit():
+def test_groups_by_kind_and_key_within_the_size_limit():
     async def scenario():
         model = Recorder()
         batcher = make(model)
         await batcher.start()
-        futures = [batcher.submit("encode", i, audio_seconds=1, deadline=far(), key=8) for i in range(6)]
-        futures.append(batcher.submit("decode", "x", audio_seconds=1, deadline=far(), key=8))
-        futures.append(batcher.submit("encode", "y", audio_seconds=1, deadline=far(), key=2))
+        futures = [submit(batcher, "encode", i, audio_seconds=1, deadline=far(), key=8) for i in range(6)]
+        futures.append(submit(batcher, "decode", "x", audio_seconds=1, deadline=far(), key=8))
+        futures.append(submit(batcher, "encode", "y", audio_seconds=1, deadline=far(), key=2))
         results = await asyncio.gather(*futures)
         await batcher.drain(1)
         return model, results
@@ -66,7 +87,7 @@ def test_audio_budget_carries_the_overflowing_request_to_the_next_batch():
         model = Recorder()
         batcher = make(model, max_batch_audio_seconds=10)
         await batcher.start()
-        futures = [batcher.submit("encode", i, audio_seconds=6, deadline=far()) for i in range(3)]
+        futures = [submit(batcher, "encode", i, audio_seconds=6, deadline=far()) for i in range(3)]
         await asyncio.gather(*futures)
         await batcher.drain(1)
         return model
@@ -81,11 +102,11 @@ def test_full_queue_refuses_and_one_bad_item_fails_alone():
         model.release.clear()  # the model is busy: requests pile up
         batcher = make(model, max_queue_size=2, max_batch_size=8, max_wait_s=0)
         await batcher.start()
-        first = batcher.submit("encode", "a", audio_seconds=1, deadline=far())
+        first = submit(batcher, "encode", "a", audio_seconds=1, deadline=far())
         await asyncio.sleep(0.05)  # the batcher has taken "a" and waits on the model
-        queued = [batcher.submit("encode", p, audio_seconds=1, deadline=far()) for p in ("bad", "c")]
+        queued = [submit(batcher, "encode", p, audio_seconds=1, deadline=far()) for p in ("bad", "c")]
         with pytest.raises(QueueFull):
-            batcher.submit("encode", "d", audio_seconds=1, deadline=far())
+            submit(batcher, "encode", "d", audio_seconds=1, deadline=far())
         model.release.set()
         outcome = await asyncio.gather(first, *queued, return_exceptions=True)
         await batcher.drain(1)
@@ -101,10 +122,10 @@ def test_expired_and_cancelled_requests_never_reach_the_model():
         model.release.clear()
         batcher = make(model, max_wait_s=0)
         await batcher.start()
-        blocker = batcher.submit("encode", "blocker", audio_seconds=1, deadline=far())
+        blocker = submit(batcher, "encode", "blocker", audio_seconds=1, deadline=far())
         await asyncio.sleep(0.05)
-        expired = batcher.submit("encode", "late", audio_seconds=1, deadline=time.monotonic() + 0.01)
-        cancelled = batcher.submit("encode", "gone", audio_seconds=1, deadline=far())
+        expired = submit(batcher, "encode", "late", audio_seconds=1, deadline=time.monotonic() + 0.01)
+        cancelled = submit(batcher, "encode", "gone", audio_seconds=1, deadline=far())
         cancelled.cancel()  # what the route does when the client disconnects
         await asyncio.sleep(0.1)
         model.release.set()
@@ -127,10 +148,10 @@ def test_drain_finishes_queued_work_then_refuses_new_work():
         model = Recorder(delay=0.05)
         batcher = make(model, max_batch_size=1, max_wait_s=0)
         await batcher.start()
-        futures = [batcher.submit("encode", i, audio_seconds=1, deadline=far()) for i in range(5)]
+        futures = [submit(batcher, "encode", i, audio_seconds=1, deadline=far()) for i in range(5)]
         await batcher.drain(10)
         with pytest.raises(Draining):
-            batcher.submit("encode", "late", audio_seconds=1, deadline=far())
+            submit(batcher, "encode", "late", audio_seconds=1, deadline=far())
         return await asyncio.gather(*futures)
 
     assert run(scenario()) == [f"encode:{i}" for i in range(5)]
@@ -142,7 +163,7 @@ def test_drain_timeout_fails_leftovers_instead_of_hanging():
         model.release.clear()  # never finishes in time
         batcher = make(model, max_batch_size=1, max_wait_s=0)
         await batcher.start()
-        futures = [batcher.submit("encode", i, audio_seconds=1, deadline=far()) for i in range(3)]
+        futures = [submit(batcher, "encode", i, audio_seconds=1, deadline=far()) for i in range(3)]
         await asyncio.sleep(0.05)
         await batcher.drain(0.2)
         model.release.set()
@@ -158,12 +179,12 @@ def test_concurrent_batches_overlap_and_all_finish():
             self.active = self.peak = 0
             self.lock = threading.Lock()
 
-        def __call__(self, op, key, payloads, abandoned):
+        def __call__(self, jobs, abandoned):
             with self.lock:
                 self.active += 1
                 self.peak = max(self.peak, self.active)
             try:
-                return super().__call__(op, key, payloads, abandoned)
+                return super().__call__(jobs, abandoned)
             finally:
                 with self.lock:
                     self.active -= 1
@@ -172,7 +193,7 @@ def test_concurrent_batches_overlap_and_all_finish():
         model = Overlap()
         batcher = make(model, max_batch_size=2, max_wait_s=0, max_concurrent_batches=2)
         await batcher.start()
-        futures = [batcher.submit("encode", i, audio_seconds=1, deadline=far()) for i in range(8)]
+        futures = [submit(batcher, "encode", i, audio_seconds=1, deadline=far()) for i in range(8)]
         await batcher.drain(10)
         return model, await asyncio.gather(*futures)
 
@@ -192,7 +213,7 @@ def test_admission_reserves_places_before_any_work_and_frees_them_when_the_model
         second.release()
         second.release()  # releasing twice gives back one place only
         assert batcher.depth() == 1
-        running = batcher.submit("encode", "a", audio_seconds=1, deadline=far(), ticket=first)
+        running = submit(batcher, "encode", "a", audio_seconds=1, deadline=far(), ticket=first)
         await asyncio.sleep(0.1)  # the batch has started: its place is free again
         assert batcher.depth() == 0
         third, fourth = batcher.reserve(), batcher.reserve()
@@ -201,10 +222,10 @@ def test_admission_reserves_places_before_any_work_and_frees_them_when_the_model
         batcher.accepting = False  # draining: no new places, but admitted work is still taken
         with pytest.raises(Draining):
             batcher.reserve()
-        late = await batcher.submit("encode", "b", audio_seconds=1, deadline=far(), ticket=third)
+        late = await submit(batcher, "encode", "b", audio_seconds=1, deadline=far(), ticket=third)
         await batcher.drain(1)
         with pytest.raises(Draining):  # the drain has ended: nothing is taken any more
-            batcher.submit("encode", "c", audio_seconds=1, deadline=far(), ticket=fourth)
+            submit(batcher, "encode", "c", audio_seconds=1, deadline=far(), ticket=fourth)
         assert batcher.depth() == 0  # a refused submission gives its place back
         return result, late
 
@@ -216,7 +237,7 @@ def test_a_request_of_several_jobs_holds_one_place_until_it_ends():
         batcher = make(Recorder(), max_queue_size=1, max_batch_size=1, max_wait_s=0)
         await batcher.start()
         stream = batcher.reserve()
-        results = [await batcher.submit("decode_window", i, audio_seconds=1, deadline=far(), ticket=stream.borrow())
+        results = [await submit(batcher, "decode_window", i, audio_seconds=1, deadline=far(), ticket=stream.borrow())
                    for i in range(3)]
         with pytest.raises(QueueFull):  # its place stays taken between its jobs
             batcher.reserve()
@@ -232,7 +253,7 @@ def test_a_request_whose_deadline_passes_while_it_computes_gets_no_result():
     async def scenario():
         batcher = make(Recorder(delay=0.3), max_batch_size=1, max_wait_s=0)
         await batcher.start()
-        late = batcher.submit("encode", "a", audio_seconds=1, deadline=time.monotonic() + 0.1)
+        late = submit(batcher, "encode", "a", audio_seconds=1, deadline=time.monotonic() + 0.1)
         with pytest.raises(DeadlineExceeded):
             await late
         await batcher.drain(1)

@@ -6,8 +6,9 @@ import soundfile as sf
 import torch
 from helpers import clips
 
-from dmcodec import Tokenizer, WindowPolicy, load_checkpoint
+from dmcodec import Tokenizer, WindowPolicy, defaults, load_checkpoint
 from dmcodec.audio import AudioError
+from dmcodec.executor import available_cores
 from dmcodec.signals import speech_like
 from dmcodec.windows import plan_windows
 
@@ -110,8 +111,12 @@ def test_metadata_describes_the_codes(small_tokenizer, small_checkpoint):
     assert data["n_q"] == 3 and len(data["codes"]) == 3 and data["frames"] == 25
     assert data["codebook_size"] == 1024 and data["frame_rate"] == 50 and data["num_samples"] == 8000
     assert data["model"]["sha256"] == load_checkpoint(small_checkpoint).sha256
-    assert data["windowing"] == {"window_frames": 1000, "context_frames": 50, "batch_size": 1, "intra_op_threads": 1,
-                                 "solo_threads": 1, "dynamic_batches": False}  # torch: pinned, one by one
+    windowing = data["windowing"]
+    assert {k: windowing[k] for k in ("window_frames", "context_frames", "batch_size", "intra_op_threads")} == {
+        "window_frames": defaults.WINDOW_FRAMES, "context_frames": defaults.CONTEXT_FRAMES, "batch_size": 1,
+        "intra_op_threads": defaults.THREADS_PER_WINDOW}  # on CPU: windows pinned to one thread, unpadded
+    assert windowing["solo_threads"] in (1, available_cores()) and isinstance(windowing["dynamic_batches"], bool)
+    assert data["model"]["backend"] == small_tokenizer.backend.name and data["model"]["precision"] == "fp32"
 
 
 def test_decoding_window_by_window_gives_the_samples_of_decoding_whole(small_checkpoint):

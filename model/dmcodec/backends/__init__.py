@@ -21,14 +21,15 @@ PRECISIONS = {"torch": ("fp32", "tf32", "bf16", "fp16"), "onnxruntime": ("fp32",
 
 
 class Backend(Protocol):
-    """`threads`: intra-op threads the call may use (0: the backend's own setting). Only a
-    backend with `thread_invariant` true honours it; torch's count is pinned per process by
-    `dmcodec.executor` instead, because its results depend on it."""
+    """`threads`: intra-op threads of the call on CPU (0: the thread's current setting). Whether
+    the results depend on it is measured, not assumed (`dmcodec.backends.selection`)."""
 
     name: str
     precision: str
     device: torch.device
-    thread_invariant: bool
+
+    def latent(self, wav: torch.Tensor, threads: int = 0) -> np.ndarray:
+        """Audio [B, 1, T] -> the encoder's output [B, D, ceil(T / hop)] float32."""
 
     def encode(self, wav: torch.Tensor, n_q: int, threads: int = 0) -> np.ndarray:
         """Audio [B, 1, T] -> codes [n_q, B, ceil(T / hop)] int64."""

@@ -2,8 +2,14 @@
 
 A speech-LM trained on one replica's tokens must be able to trust another replica's, so a
 backend or precision that re-draws too many codes on the calibration set is refused. `auto`
-takes ONNX Runtime (faster on CPU) where it passes that gate and falls back to fp32 torch,
-with the reason, where it does not.
+(the default everywhere) takes ONNX Runtime, which is faster on CPU, only where its codes equal
+fp32 torch's on every calibration position, and falls back to fp32 torch, with the reason,
+where they do not: whichever entry point encodes, the codes are torch's.
+
+Two speed-ups are granted only where measured to leave every bit of the encoder's output
+unchanged on the calibration clips: more threads for a window that runs alone (oneDNN's
+convolutions split reductions by thread on some models and not on others: measured both ways
+here), and windows of one length sharing a model call without padding.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from .. import defaults
 from ..checkpoint import LoadedCodec
 from ..executor import WindowExecutor
 from . import Backend, create_backend
@@ -29,10 +36,10 @@ class Selection:
     """The backend to serve and what was measured to choose it.
 
     agreement: its codes against fp32 torch on the calibration set (None: it is fp32 torch).
-    solo_threads: threads a window running alone may use, verified to give bit-identical codes
-        (0: no more than the policy's threads per window).
+    solo_threads: threads a window running alone may use, verified to give bit-identical
+        latents (0: no more than the policy's threads per window).
     fallback: why `auto` did not get ONNX Runtime (None when it did, or when not asked).
-    batch_invariant: encoding windows of one length together gives each exactly the codes it
+    batch_invariant: encoding windows of one length together gives each exactly the latent it
         gets alone, at any batch size (checked bit for bit), so they may share a model call
         without padding to a fixed batch shape.
     """
@@ -50,72 +57,86 @@ def _encode_clip(backend: Backend, clip: np.ndarray, n_q: int, threads: int) -> 
     return backend.encode(wav, n_q, threads)[:, 0]
 
 
-def select_backend(codec: LoadedCodec, name: str = "torch", precision: str = "fp32", *, threads: int = 1,
-                   solo_threads: int = 0, min_agreement: float = 0.999,
+def select_backend(codec: LoadedCodec, name: str = defaults.BACKEND, precision: str = defaults.PRECISION, *,
+                   threads: int = 1, solo_threads: int = 0, min_agreement: float = defaults.MIN_AGREEMENT,
                    cache_dir: str | Path | None = None) -> Selection:
     """The backend `name` (or `auto`) at `precision`, measured on the calibration clips (each
     encoded whole, with `threads` intra-op threads) against fp32 torch. Raises AgreementError
-    when fewer than `min_agreement` of its code positions match.
+    when fewer than `min_agreement` of its code positions match (`auto` asks for all of them).
 
-    solo_threads: also try this many threads for a lone window; granted only to a backend that
-    claims thread invariance and whose codes at that count equal its codes at `threads` on
-    every calibration position."""
+    solo_threads: also try this many threads for a lone window; granted where the latents at
+    that count equal those at `threads` bit for bit on the calibration clips."""
     if name == "auto":
-        return _auto(codec, precision, threads, solo_threads, min_agreement, cache_dir)
+        return _auto(codec, precision, threads, solo_threads, cache_dir)
     reference = create_backend(codec)
-    if (name, precision) == ("torch", "fp32"):
-        return Selection(reference, None)
-    candidate = create_backend(codec, name, precision, threads, cache_dir)
+    candidate = reference
+    agreement = None
     clips, n_q = calibration_clips(codec.config.sample_rate), codec.config.n_q
     with WindowExecutor(reference.device.type, threads, workers=1) as executor:
-        expected = executor.map(lambda clip, _: _encode_clip(reference, clip, n_q, 0), clips)
-        measured = executor.map(lambda clip, _: _encode_clip(candidate, clip, n_q, threads), clips)
-        agreement = code_agreement(expected, measured)
-        if agreement.overall < min_agreement:
-            raise AgreementError(
-                f"backend {name} at {precision} keeps only {agreement.overall:.4%} of fp32 torch codes on the "
-                f"calibration set (per level: {', '.join(f'{x:.3f}' for x in agreement.per_level)}); at least "
-                f"{min_agreement:.2%} is required - use fp32, or lower the threshold knowingly")
-        # The invariance checks only for a backend that passed, and only where they can hold.
-        granted, invariant = 0, False
-        if candidate.thread_invariant and reference.device.type == "cpu":
-            if solo_threads > threads:
-                solo = executor.map(lambda clip, _: _encode_clip(candidate, clip, n_q, solo_threads), clips)
-                if all(np.array_equal(a, b) for a, b in zip(measured, solo)):
-                    granted = solo_threads
-                else:
-                    log.warning("backend %s gives other codes at %d threads than at %d: lone windows keep %d",
-                                name, solo_threads, threads, threads)
-            rate = codec.config.sample_rate
-            invariant = executor.map(lambda _, __: _batch_invariant(candidate, clips, n_q, threads, rate), [None])[0]
+        if (name, precision) != ("torch", "fp32"):
+            candidate = create_backend(codec, name, precision, threads, cache_dir)
+            expected = executor.map(lambda clip, _: _encode_clip(reference, clip, n_q, threads), clips)
+            measured = executor.map(lambda clip, _: _encode_clip(candidate, clip, n_q, threads), clips)
+            agreement = code_agreement(expected, measured)
+            if agreement.overall < min_agreement:
+                raise AgreementError(
+                    f"backend {name} at {precision} keeps only {agreement.overall:.4%} of fp32 torch codes on the "
+                    f"calibration set (per level: {', '.join(f'{x:.3f}' for x in agreement.per_level)}); at least "
+                    f"{min_agreement:.2%} is required - use fp32, or lower the threshold knowingly")
+        if reference.device.type != "cpu":
+            return Selection(candidate, agreement)
+        # The invariance checks only for a backend that passed: one that fails (auto's fallback
+        # path) does not pay for them at start-up.
+        granted = 0
+        if solo_threads > threads:
+            if executor.map(lambda _, __: _thread_invariant(candidate, clips, threads, solo_threads), [None])[0]:
+                granted = solo_threads
+            else:
+                log.warning("backend %s computes other latents at %d threads than at %d: lone windows keep %d",
+                            name, solo_threads, threads, threads)
+        invariant = executor.map(lambda _, __: _batch_invariant(candidate, clips, threads,
+                                                                codec.config.sample_rate), [None])[0]
     return Selection(candidate, agreement, granted, batch_invariant=invariant)
 
 
-def _batch_invariant(backend: Backend, clips: list[np.ndarray], n_q: int, threads: int, sample_rate: int,
+def _latent(backend: Backend, clip: np.ndarray, threads: int) -> np.ndarray:
+    return backend.latent(torch.from_numpy(clip)[None, None], threads)
+
+
+def _thread_invariant(backend: Backend, clips: list[np.ndarray], threads: int, solo_threads: int) -> bool:
+    """Whether the calibration clips, and all of them joined (a window-sized input), get
+    bit-identical latents at `solo_threads` and at `threads`."""
+    inputs = [*clips, np.concatenate(clips)]
+    return all(np.array_equal(_latent(backend, clip, threads), _latent(backend, clip, solo_threads))
+               for clip in inputs)
+
+
+def _batch_invariant(backend: Backend, clips: list[np.ndarray], threads: int, sample_rate: int,
                      seconds: float = 0.5) -> bool:
-    """Whether half-second crops of the calibration clips get the same codes alone as in
-    batches of 3 and of 8 (torch's kernels fail this: FINDINGS measured 0.4% of codes)."""
+    """Whether half-second crops of the calibration clips get the same latents alone as in
+    batches of 3 and of 8 (FINDINGS measured torch's kernels changing 0.4% of codes)."""
     size = int(seconds * sample_rate)
     crops = np.stack([clip[i * size : (i + 1) * size] for clip in clips for i in range(2)])[:8]
     wav = torch.from_numpy(crops)[:, None]  # [8, 1, T]
-    alone = [backend.encode(wav[i : i + 1], n_q, threads)[:, 0] for i in range(len(crops))]
+    alone = [backend.latent(wav[i : i + 1], threads)[0] for i in range(len(crops))]
     for batch in (3, 8):
-        together = backend.encode(wav[:batch], n_q, threads)  # [n_q, B, F]
-        if not all(np.array_equal(together[:, i], alone[i]) for i in range(batch)):
-            log.warning("backend %s gives other codes in a batch than alone: windows run one by one", backend.name)
+        together = backend.latent(wav[:batch], threads)  # [B, D, F]
+        if not all(np.array_equal(together[i], alone[i]) for i in range(batch)):
+            log.info("backend %s computes other latents in a batch than alone: windows run one by one",
+                     backend.name)
             return False
     return True
 
 
-def _auto(codec: LoadedCodec, precision: str, threads: int, solo_threads: int, min_agreement: float,
+def _auto(codec: LoadedCodec, precision: str, threads: int, solo_threads: int,
           cache_dir: str | Path | None) -> Selection:
     device = next(codec.model.parameters()).device
     if device.type != "cpu" or precision != "fp32":
         # On a GPU torch is the fast path; reduced precisions are opt-in per backend.
-        return select_backend(codec, "torch", precision, threads=threads, min_agreement=min_agreement)
+        return select_backend(codec, "torch", precision, threads=threads)
     try:
         return select_backend(codec, "onnxruntime", "fp32", threads=threads, solo_threads=solo_threads,
-                              min_agreement=min_agreement, cache_dir=cache_dir)
+                              min_agreement=1.0, cache_dir=cache_dir)
     except AgreementError as err:
         reason = str(err)
     except ImportError as err:
@@ -123,4 +144,5 @@ def _auto(codec: LoadedCodec, precision: str, threads: int, solo_threads: int, m
     except Exception as err:  # any export or session failure leaves torch, which always works
         reason = f"onnxruntime failed to start: {type(err).__name__}: {err}"
     log.warning("backend auto: serving fp32 torch instead of onnxruntime: %s", reason)
-    return replace(select_backend(codec, "torch", "fp32", threads=threads), fallback=reason)
+    return replace(select_backend(codec, "torch", "fp32", threads=threads, solo_threads=solo_threads),
+                   fallback=reason)

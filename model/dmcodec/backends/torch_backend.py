@@ -18,7 +18,6 @@ class TorchBackend:
     """
 
     name = "torch"
-    thread_invariant = False
 
     def __init__(self, model: DMCodec, precision: str = "fp32"):
         self.model = model
@@ -34,7 +33,8 @@ class TorchBackend:
             with torch.autocast("cuda", dtype=dtype):
                 yield
         elif self.precision == "tf32":
-            # The flags are process-wide; the Tokenizer turns them off for fp32 at start-up.
+            # Process-wide flags, on for this call only: `configure_determinism` leaves them off,
+            # so the fp32 codes of other calls never see TF32.
             previous = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
             try:
@@ -44,17 +44,38 @@ class TorchBackend:
         else:
             yield
 
+    @contextlib.contextmanager
+    def _threads(self, threads: int):
+        """torch's intra-op thread count for this call, set in the calling thread (each window
+        worker keeps its own OpenMP team size); restored after."""
+        if threads <= 0 or self.device.type != "cpu":
+            yield
+            return
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(previous)
+
+    @torch.inference_mode()
+    def _latent(self, wav: torch.Tensor, threads: int) -> torch.Tensor:
+        # wav [B, 1, T] -> latent [B, D, F] fp32
+        with self._threads(threads), self._precision():
+            return self.model.encoder(wav).float()
+
+    def latent(self, wav: torch.Tensor, threads: int = 0) -> np.ndarray:
+        return self._latent(wav, threads).cpu().numpy()
+
     @torch.inference_mode()
     def encode(self, wav: torch.Tensor, n_q: int, threads: int = 0) -> np.ndarray:
         # wav [B, 1, T] -> latent [B, D, F] -> codes [n_q, B, F]
-        with self._precision():
-            latent = self.model.encoder(wav)
-        return self.model.quantizer.encode(latent.float(), n_q).cpu().numpy()
+        return self.model.quantizer.encode(self._latent(wav, threads), n_q).cpu().numpy()
 
     @torch.inference_mode()
     def decode(self, codes: torch.Tensor, threads: int = 0) -> np.ndarray:
         # codes [n_q, B, F] -> latent [B, D, F] -> audio [B, F * hop]
         latent = self.model.quantizer.decode(codes)
-        with self._precision():
+        with self._threads(threads), self._precision():
             audio = self.model.decoder(latent)
         return audio[:, 0].float().cpu().numpy()
