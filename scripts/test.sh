@@ -11,12 +11,15 @@ python3 -m venv .venv
 # declares torchaudio, accelerate and more, which only its trainer imports.
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps speechtokenizer==1.0.1
 # Debian packages, where we may install them: Prometheus and promtool for the monitoring tests,
-# the speech synthesisers of the training corpus (espeak-ng, flite, festival + two voices), and
-# Chromium for the playground's browser test (Playwright drives it; it never downloads a browser).
+# the speech synthesisers of the training corpus (espeak-ng, flite, festival + two voices), real
+# recordings of human speech (alsa-utils' channel names, pocketsphinx-testdata's LibriVox
+# readings), and Chromium for the playground's browser test (Playwright drives it; it never
+# downloads a browser).
 missing=()
 for pair in prometheus:prometheus espeak-ng:espeak-ng flite:flite text2wave:festival \
             /usr/share/festival/voices/us/cmu_us_slt_arctic_hts:festvox-us-slt-hts \
-            /usr/share/festival/voices/english/kal_diphone:festvox-kallpc16k chromium:chromium; do
+            /usr/share/festival/voices/english/kal_diphone:festvox-kallpc16k chromium:chromium \
+            /usr/share/sounds/alsa/Front_Center.wav:alsa-utils /usr/share/pocketsphinx/test/data:pocketsphinx-testdata; do
     probe=${pair%%:*}
     { command -v "$probe" >/dev/null || [ -e "$probe" ]; } || missing+=("${pair##*:}")
 done

@@ -1,4 +1,8 @@
-"""What several test modules share: audio, the service in-process or on 127.0.0.1, metric scrapes."""
+"""What several test modules share: audio, the service in-process or on 127.0.0.1, metric scrapes.
+
+Only the library is imported at the top: the service, bulk and HTTP extras are imported by the
+helpers that need them, so the library's unit tests run with the library alone installed.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +10,16 @@ import contextlib
 import io
 import json
 from pathlib import Path
-from typing import Iterator, Union
+from typing import TYPE_CHECKING, Iterator, Union
 
-import httpx
 import numpy as np
-import pyarrow.parquet as pq
-from fastapi.testclient import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from dmcodec import Tokenizer
-from dmcodec.bulk import read_codes
 from dmcodec.signals import speech_like
-from dmcodec_service import ServiceSettings, create_app
-from dmcodec_service.local import local_server
+
+if TYPE_CHECKING:
+    import httpx
+    from fastapi.testclient import TestClient
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -56,6 +57,10 @@ TRAIN_TEST_VOICES = ("espeak:en+f3", "espeak:en-us+m1", "flite:slt")
 def in_process_service(checkpoint: Path, **settings) -> Iterator[TestClient]:
     """The app from `create_app`, started (model loaded, batcher running) and stopped in this
     process; requests go through an ASGI transport, no socket. Two window workers, like CI's machine."""
+    from fastapi.testclient import TestClient
+
+    from dmcodec_service import ServiceSettings, create_app
+
     config = ServiceSettings(checkpoint=checkpoint, workers=settings.pop("workers", 2), **settings)
     with TestClient(create_app(config), raise_server_exceptions=False) as client:
         yield client
@@ -64,6 +69,8 @@ def in_process_service(checkpoint: Path, **settings) -> Iterator[TestClient]:
 @contextlib.contextmanager
 def running_server(checkpoint: Path, log_path: Path, **settings):
     """The real service in a subprocess on 127.0.0.1: yields (base_url, process)."""
+    from dmcodec_service.local import local_server
+
     with local_server(checkpoint, log_path, workers=settings.pop("workers", 2), **settings) as server:
         yield server
 
@@ -71,6 +78,9 @@ def running_server(checkpoint: Path, log_path: Path, **settings):
 def scrape(service: Union[str, httpx.Client]) -> dict[tuple, float]:
     """GET /metrics (from a base URL or a client), parsed by prometheus_client ->
     {(sample name, sorted label pairs): value}."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
     text = httpx.get(f"{service}/metrics").text if isinstance(service, str) else service.get("/metrics").text
     families = text_string_to_metric_families(text)
     return {(s.name, tuple(sorted(s.labels.items()))): s.value for family in families for s in family.samples}
@@ -87,6 +97,10 @@ def expected_bulk_codes(checkpoint: Path, corpus: Path) -> dict[str, np.ndarray]
 
 
 def check_bulk_output(out: Path, expected: dict[str, np.ndarray]) -> None:
+    import pyarrow.parquet as pq
+
+    from dmcodec.bulk import read_codes
+
     codes = read_codes(out)
     assert set(codes) == set(expected)
     for key, value in expected.items():

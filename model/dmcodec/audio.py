@@ -80,7 +80,7 @@ class AudioLimitError(AudioError):
 
 def _check_header(stream: AudioStream, limits: AudioLimits) -> None:
     if stream.rate < MIN_SAMPLE_RATE:
-        raise AudioError(f"a sample rate of {stream.rate} Hz is not audio this service reads (at least "
+        raise AudioError(f"a sample rate of {stream.rate} Hz is not audio dmcodec reads (at least "
                          f"{MIN_SAMPLE_RATE} Hz)")
     if stream.channels < 1:
         raise AudioError("the audio has no channels")

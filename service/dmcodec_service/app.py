@@ -22,6 +22,7 @@ from .batcher import Batcher
 from .engine import Engine
 from .errors import install_handlers
 from .kserve import router as kserve_router
+from .memory import release_memory_when_idle
 from .metrics import Metrics
 from .middleware import LimitBody, ObserveRequests
 from .routes import router
@@ -85,6 +86,7 @@ def create_app(settings: Optional[ServiceSettings] = None, engine: Optional[Engi
         if loaded.device.startswith("cuda"):
             metrics.track_gpu(loaded.device)
         _describe_model(app, loaded.config)
+        trimmer = asyncio.create_task(release_memory_when_idle(batcher), name="dmcodec-trim")
         state.ready = True
         metrics.ready.set(1)
         log.info("ready: model %s (%s) on %s, loaded in %.1f s", info["name"], info["sha256"][:12],
@@ -92,6 +94,7 @@ def create_app(settings: Optional[ServiceSettings] = None, engine: Optional[Engi
         try:
             yield
         finally:
+            trimmer.cancel()
             await state.drain()
             loaded.close()
             log.info("stopped")

@@ -112,6 +112,7 @@ class Batcher:
         self.max_queue_size = max_queue_size
         self.queue: asyncio.Queue = asyncio.Queue()  # bounded by admission (tickets), not here
         self._pending = 0  # tickets out: requests admitted that the model has not started on
+        self.completed_batches = 0
         self.accepting = False
         self._stopped = False  # the drain has ended: nothing more is taken
         self._carry: QueuedJob | None = None  # taken from the queue but over the last batch's budget
@@ -127,6 +128,10 @@ class Batcher:
     def depth(self) -> int:
         """Requests admitted and waiting: being read or decoded, queued, or waiting for a batch."""
         return self._pending
+
+    def idle(self) -> bool:
+        """Nothing admitted, queued or computing."""
+        return self._pending == 0 and not self._running and self.queue.empty()
 
     def reserve(self) -> Ticket:
         """A place in the queue, before any expensive work. Raises QueueFull or Draining."""
@@ -241,6 +246,7 @@ class Batcher:
     def _batch_done(self, task: asyncio.Task) -> None:
         self._batches.discard(task)
         self._slots.release()
+        self.completed_batches += 1
 
     async def _process(self, batch: list[QueuedJob]) -> None:
         loop = asyncio.get_running_loop()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import tomllib
 import torch
 from helpers import REPO
@@ -20,3 +23,17 @@ def test_the_library_asks_for_a_torch_range_and_ci_pins_the_version_it_tests():
     assert torch_requirement.specifier.contains(next(iter(pinned.specifier)).version)
     for script in ("scripts/test.sh", "scripts/serve.sh", "docker/install.sh"):
         assert "constraints.txt" in (REPO / script).read_text(), script
+
+
+def test_the_shared_test_helpers_load_with_the_library_alone():
+    """The service, bulk and HTTP extras made unimportable: the helpers and fixtures the
+    library's unit tests use still load (each extra is imported by the helper that needs it)."""
+    extras = ["dmcodec_service", "dmcodec_train", "dmcodec.bulk", "fastapi", "httpx", "pyarrow", "prometheus_client",
+              "ray", "onnxruntime"]
+    code = (f"import sys\nfor name in {extras!r}:\n    sys.modules[name] = None\n"
+            "sys.path.insert(0, 'tests')\nimport conftest, helpers\n"
+            "from dmcodec import Tokenizer\n"
+            "print(helpers.clips([0.5])[0].shape)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "(8000,)"
