@@ -25,14 +25,15 @@ from .store import ShardStore, row
 class _EncoderActor:
     """Holds one tokenizer; called with batches of manifest rows (a dict of columns)."""
 
-    def __init__(self, checkpoint: str, n_q: Optional[int], threads: int):
+    def __init__(self, checkpoint: str, n_q: Optional[int], threads: int, layout: str = "codes"):
         from ..runtime import configure_determinism
         from ..tokenizer import Tokenizer
         from ..windows import WindowPolicy
         from .runner import LocalEngine
 
         configure_determinism("cpu")  # the actors run on CPU; a GPU actor would need its device here
-        self.engine = LocalEngine(Tokenizer.from_pretrained(checkpoint, policy=WindowPolicy(workers=threads)), n_q)
+        self.engine = LocalEngine(Tokenizer.from_pretrained(checkpoint, policy=WindowPolicy(workers=threads)), n_q,
+                                  layout=layout)
 
     def __call__(self, batch: dict) -> dict:
         columns = zip(batch["id"], batch["path"], batch["duration_s"], batch["start"], batch["end"])
@@ -68,7 +69,7 @@ def _row(record: dict, item: Item) -> dict:
 
 def run_ray(items: Sequence[Item], store: ShardStore, checkpoint: str | Path, *, n_q: Optional[int] = None,
             actors: int = 1, cpus_per_actor: int = 1, batch_size: int = 16, shard_size: int = 1000,
-            address: Optional[str] = None) -> dict:
+            address: Optional[str] = None, layout: str = "codes") -> dict:
     import ray
 
     if not ray.is_initialized():
@@ -81,7 +82,7 @@ def run_ray(items: Sequence[Item], store: ShardStore, checkpoint: str | Path, *,
         dataset = ray.data.from_items([{"id": i.id, "path": i.path, "duration_s": i.duration_s or 0.0,
                                         "start": -1.0 if i.start is None else i.start,
                                         "end": -1.0 if i.end is None else i.end} for i in todo])
-        results = dataset.map_batches(_EncoderActor, fn_constructor_args=(str(checkpoint), n_q, cpus_per_actor),
+        results = dataset.map_batches(_EncoderActor, fn_constructor_args=(str(checkpoint), n_q, cpus_per_actor, layout),
                                       batch_size=batch_size, concurrency=actors, num_cpus=cpus_per_actor)
         # Results stream back in blocks; shards are written here so that a killed job leaves
         # only complete shards, exactly as the local engine does.
