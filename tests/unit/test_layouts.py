@@ -3,8 +3,11 @@ codes encode to are refused with their position."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
+from helpers import REPO
 
 from dmcodec.config import preset
 from dmcodec.layouts import LAYOUTS, LayoutError, decode_layout, encode_layout, layout_levels
@@ -138,3 +141,13 @@ def test_codes_that_do_not_fit_the_vocabulary_are_refused():
     assert layout_levels("first", None) == 1 and layout_levels("flat", 2) == 2
     with pytest.raises(ValueError, match="RVQ-1 alone"):
         layout_levels("first", 3)
+
+
+def test_the_worked_example_in_tokens_md_is_what_the_layouts_write():
+    text = (REPO / "docs" / "tokens.md").read_text()
+    block = text[text.index("```text\n") + len("```text\n") :]
+    rows = dict(line.split(maxsplit=1) for line in block[: block.index("```")].splitlines())
+    assert set(rows) == set(LAYOUTS)
+    codes = np.array(json.loads(rows["codes"]))
+    for layout in LAYOUTS:
+        assert encode_layout(codes, layout, Vocabulary(1024, 8)).tolist() == json.loads(rows[layout]), layout
