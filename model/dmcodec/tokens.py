@@ -81,9 +81,15 @@ class TokenMetadata:
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, str]) -> TokenMetadata:
-        lowered = {k.lower(): v for k, v in headers.items()}
-        return cls.from_flat({f.name: lowered[header_name(f.name).lower()] for f in fields(cls)
-                              if header_name(f.name).lower() in lowered})
+        return cls.from_flat(header_fields(headers))
+
+
+def header_fields(headers: Mapping[str, str]) -> dict[str, str]:
+    """The schema's fields among `headers` (any case), by field name, as strings: what a `.npy`
+    body's `X-DMCodec-*` headers record, complete or not (`codes_from_tokens` takes them)."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    names = (f.name for f in fields(TokenMetadata))
+    return {name: lowered[header_name(name).lower()] for name in names if header_name(name).lower() in lowered}
 
 
 def recorded_vocabulary(fields: Mapping[str, Any]) -> Vocabulary | None:
@@ -186,7 +192,7 @@ def codes_from_tokens(tokens: Any, recorded: Mapping[str, Any], *, layout: str |
     Args:
         tokens: the `codes` or `input_ids` as read (nested lists or an array).
         recorded: the metadata that came with them, flat (a token JSON object, `.npz` fields,
-            headers parsed by `TokenMetadata.from_headers(...).flat()`); may be empty.
+            `header_fields(headers)`), as values or strings; any of them may be missing.
         layout: the layout declared by the caller; default: the recorded one, else `codes`.
         vocabulary: the model's; used where none is recorded, and must equal a recorded one.
     Raises:

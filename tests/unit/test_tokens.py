@@ -15,7 +15,7 @@ from dmcodec.bulk.ray_job import _COLUMNS as RAY_COLUMNS
 from dmcodec.bulk.store import SCHEMA, row
 from dmcodec.layouts import LAYOUTS, LayoutError, encode_layout
 from dmcodec.signals import speech_like
-from dmcodec.tokens import SCHEMA_VERSION, codes_from_tokens, header_name, load_tokens, save_tokens
+from dmcodec.tokens import SCHEMA_VERSION, codes_from_tokens, header_fields, header_name, load_tokens, save_tokens
 from dmcodec.vocabulary import Vocabulary
 
 
@@ -101,6 +101,11 @@ def test_token_json_and_files_in_every_layout_read_back_to_the_codes(encoded, la
         assert num_samples == (None if suffix == "npy" else encoded.num_samples)
     stored = np.load(tmp_path / "t.npy")
     assert stored.dtype == (np.uint16 if layout == "codes" else np.int32)
+    # A .npy body with its X-DMCodec-* headers (strings, any case), or with the layout alone.
+    headers = {k.lower(): v for k, v in rendered.metadata.headers().items()}
+    assert np.array_equal(codes_from_tokens(stored, header_fields(headers))[0], expected)
+    only_layout = header_fields({"X-DMCodec-Layout": layout})
+    assert np.array_equal(codes_from_tokens(stored, only_layout, vocabulary=Vocabulary(64, 8))[0], expected)
 
 
 def test_reading_tokens_back_refuses_what_does_not_fit(encoded, tmp_path):
