@@ -94,9 +94,23 @@ def header_fields(headers: Mapping[str, str]) -> dict[str, str]:
 
 def recorded_vocabulary(fields: Mapping[str, Any]) -> Vocabulary | None:
     """The vocabulary that flat token metadata (or a token JSON object) record, if any."""
-    if not int(fields.get("vocab_version") or 0):
+    if not _int_field(fields, "vocab_version"):
         return None
-    return Vocabulary.from_token_fields(int(fields["codebook_size"]), fields)
+    codebook_size = _int_field(fields, "codebook_size")
+    if codebook_size is None:
+        raise ValueError("the token metadata record a vocabulary but no codebook_size")
+    return Vocabulary.from_token_fields(codebook_size, fields)
+
+
+def _int_field(fields: Mapping[str, Any], name: str) -> int | None:
+    """fields[name] as an int (from a number or a header's string), None if absent."""
+    value = fields.get(name)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an integer, got {value!r}") from None
 
 
 def tokens_in_layout(codes: np.ndarray, metadata: TokenMetadata) -> np.ndarray:
@@ -210,18 +224,17 @@ def codes_from_tokens(tokens: Any, recorded: Mapping[str, Any], *, layout: str |
     array = np.asarray(tokens)
     if array.dtype.kind not in "iu":
         raise ValueError(f"tokens must be integers, got {array.dtype}")
-    n_q = int(recorded["n_q"]) if recorded.get("n_q") is not None else None
+    n_q = _int_field(recorded, "n_q")
     if vocabulary is not None:
         codes = decode_layout(array, chosen, vocabulary, n_q=n_q)
     elif chosen == "codes":  # schema-1 tokens read without a model: the model checks them when decoding
         codes = array.astype(np.int64)
     else:
         raise ValueError(f"{chosen} ids need the vocabulary they were written in: none is recorded or given")
-    frames = recorded.get("frames")
-    if frames is not None and codes.ndim == 2 and codes.shape[1] != int(frames):
+    frames = _int_field(recorded, "frames")
+    if frames is not None and codes.ndim == 2 and codes.shape[1] != frames:
         raise ValueError(f"the tokens hold {codes.shape[1]} frames; their metadata say {frames}")
-    num_samples = recorded.get("num_samples")
-    return codes, None if num_samples is None else int(num_samples)
+    return codes, _int_field(recorded, "num_samples")
 
 
 def save_tokens(path: str | Path, encoded: EncodedAudio) -> None:

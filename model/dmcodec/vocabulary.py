@@ -99,6 +99,8 @@ class Vocabulary:
             size, version = int(fields["vocab_size"]), int(fields["vocab_version"])
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"no vocabulary in the token metadata: {err}") from None
+        if codebook_size < 1:
+            raise ValueError(f"codebook_size must be positive, got {codebook_size}")
         levels, rest = divmod(size - len(SPECIAL_TOKENS), codebook_size)
         if rest:
             raise ValueError(f"vocab_size {size} is not n_q x {codebook_size} codes + {len(SPECIAL_TOKENS)} "

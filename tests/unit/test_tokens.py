@@ -119,6 +119,11 @@ def test_reading_tokens_back_refuses_what_does_not_fit(encoded, tmp_path):
         codes_from_tokens(bare, {}, layout="flat")
     with pytest.raises(ValueError, match="65 frames; their metadata say 64"):
         codes_from_tokens(data["input_ids"], {**data, "frames": 64})
+    for spoiled, message in (({"codebook_size": None}, "no codebook_size"), ({"n_q": [3]}, "n_q must be an integer"),
+                             ({"codebook_size": 0}, "codebook_size must be positive"),
+                             ({"vocab_size": 516}, "not n_q x 64 codes")):
+        with pytest.raises(ValueError, match=message):
+            codes_from_tokens(data["input_ids"], {**data, **spoiled})
     bare[10] = 512  # a pad inside frame 3 (levels 1..3 at indexes 1 + 3 * frame)
     np.save(tmp_path / "ids.npy", bare.astype(np.int32))
     with pytest.raises(LayoutError, match=r"ids.npy: index 10 \(frame 3, level 1\): .*got the pad id") as caught:
