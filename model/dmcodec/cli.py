@@ -60,6 +60,9 @@ BackendOption = typer.Option(defaults.BACKEND, help="auto (onnxruntime where its
                              "every calibration position, else torch), torch (the reference) or onnxruntime.")
 PrecisionOption = typer.Option(defaults.PRECISION, help="fp32; opt-in: tf32/bf16/fp16 (torch, CUDA), int8 "
                                "(onnxruntime).")
+LayoutOption = typer.Option("codes", "--layout", help="codes (the [n_q][frames] grid), flat (one frame-major "
+                            "sequence of vocabulary ids with bos/eos: a language model's input_ids), delay "
+                            "(MusicGen's delay pattern) or first (RVQ-1 alone, with bos/eos); see docs/tokens.md.")
 
 
 @app.command()
@@ -70,6 +73,7 @@ def encode(
                             "metadata, num_samples and the model's sha256 among them) or npy (uint16 codes; "
                             "metadata in index.jsonl)."),
     n_q: Optional[int] = typer.Option(None, "--n-q", help="Quantizer levels to keep (default: all)."),
+    layout: str = LayoutOption,
     checkpoint: Optional[Path] = CheckpointOption,
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, ..."),
     backend: str = BackendOption,
@@ -77,10 +81,15 @@ def encode(
 ) -> None:
     """Encode audio to tokens."""
     from .audio import AudioError, find_audio_files
+    from .layouts import layout_levels
     from .tokens import save_tokens
 
     if fmt not in ("json", "npz", "npy"):
         _fail(f"--format must be json, npz or npy, got {fmt!r}")
+    try:
+        layout_levels(layout, n_q)
+    except ValueError as err:
+        _fail(str(err))
     jobs: list[tuple[Path, Path]] = []
     for item in inputs:
         if item.is_dir():
@@ -100,7 +109,7 @@ def encode(
         target = output if single else output / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            encoded = tokenizer.encode(source, n_q=n_q)
+            encoded = tokenizer.encode(source, n_q=n_q, layout=layout)
         except AudioError as err:
             failures += 1
             typer.secho(f"skipped {source}: {err}", fg=typer.colors.YELLOW, err=True)
@@ -118,10 +127,12 @@ def encode(
 
 @app.command()
 def decode(
-    tokens: Path = typer.Argument(..., help="A .json, .npz or .npy token file."),
+    tokens: Path = typer.Argument(..., help="A .json, .npz or .npy token file, in any layout."),
     output: Path = typer.Option(..., "--output", "-o", help="WAV file to write."),
     num_samples: Optional[int] = typer.Option(None, help="Output length (.json and .npz files record it; a bare "
                                               ".npy does not: see its index.jsonl)."),
+    layout: Optional[str] = typer.Option(None, "--layout", help="The tokens' layout (default: the one the file "
+                                         "records, else codes; a bare .npy of ids records none)."),
     checkpoint: Optional[Path] = CheckpointOption,
     device: str = typer.Option("cpu"),
     backend: str = BackendOption,
@@ -131,15 +142,15 @@ def decode(
     from .audio import write_wav
     from .tokens import load_tokens, made_by
 
-    try:
-        codes, recorded = load_tokens(tokens)
-    except ValueError as err:
-        _fail(str(err))
     tokenizer = _tokenizer(checkpoint, device, backend, precision)
     maker = made_by(tokens)
     if maker and maker != tokenizer.codec.sha256:
         _fail(f"{tokens}: made by model {maker[:12]}...; this checkpoint is {tokenizer.codec.sha256[:12]}... "
               "(codes of one model mean nothing to another)")
+    try:
+        codes, recorded = load_tokens(tokens, layout, tokenizer.vocabulary)
+    except ValueError as err:
+        _fail(str(err))
     try:
         audio = tokenizer.decode(codes, num_samples or recorded)
     except ValueError as err:
@@ -243,6 +254,9 @@ def bulk(
     shard_size: int = typer.Option(1000, help="Rows per Parquet shard."),
     webdataset: bool = typer.Option(False, help="Also write a WebDataset .tar per shard."),
     n_q: Optional[int] = typer.Option(None, "--n-q", help="Quantizer levels to keep (default: all)."),
+    layout: str = typer.Option("codes", "--layout", help="Also write the tokens in this layout as input_ids "
+                               "(Parquet column, <key>.input_ids.npy in tars, a Lhotse custom array): flat, delay "
+                               "or first; codes: the codes column alone. See docs/tokens.md."),
     checkpoint: Optional[Path] = CheckpointOption,
     device: str = typer.Option("cpu", help="Device of the local engine."),
     backend: str = BackendOption,
@@ -253,6 +267,7 @@ def bulk(
         from .bulk import JobLocked, LocalEngine, ServerEngine, ShardStore, read_codes, run
         from .bulk.sources import attach_codes, is_lhotse_cuts, open_source
         from .bulk.store import OUTPUT_COLUMNS
+        from .layouts import layout_levels
     except ImportError as err:
         _fail(f"bulk needs the 'bulk' extra ({err}); pip install 'dmcodec[bulk]'")
     if engine not in ("local", "server", "ray"):
@@ -262,16 +277,17 @@ def bulk(
         if engine == "ray" and any(item.loader for item in items):
             raise ValueError("the Ray engine reads audio by path; for audio held in a dataset use --engine "
                              "local or server")
-        store = ShardStore(output, webdataset=webdataset, extra=extra)
+        layout_levels(layout, n_q)
+        store = ShardStore(output, webdataset=webdataset, extra=extra, layout=layout)
     except (ValueError, JobLocked, ImportError) as err:
         _fail(str(err))
     with store:
         if engine == "local":
             tokenizer = _tokenizer(checkpoint, device, backend, precision)
             _check_levels(tokenizer.model.config, n_q)
-            summary = run(items, store, LocalEngine(tokenizer, n_q), shard_size=shard_size)
+            summary = run(items, store, LocalEngine(tokenizer, n_q, layout=layout), shard_size=shard_size)
         elif engine == "server":
-            client = ServerEngine(server, api_key, n_q, concurrency)
+            client = ServerEngine(server, api_key, n_q, concurrency, layout=layout)
             try:
                 summary = run(items, store, client, shard_size=shard_size, engine_name="server")
             finally:
@@ -281,9 +297,11 @@ def bulk(
 
             summary = run_ray(items, store, _checkpoint_path(checkpoint), n_q=n_q, actors=concurrency,
                               cpus_per_actor=cpus_per_actor, shard_size=shard_size, address=ray_address,
-                              backend=backend, precision=precision)
+                              backend=backend, precision=precision, layout=layout)
         if is_lhotse_cuts(source):
-            summary["lhotse_cuts"] = str(attach_codes(source, output, read_codes(output)))
+            ids = None if layout == "codes" else read_codes(output, "input_ids")
+            cuts = attach_codes(source, output, read_codes(output), read_codes(output, "num_samples"), ids)
+            summary["lhotse_cuts"] = str(cuts)
     typer.echo(json.dumps(summary, indent=2))
     if summary["failed"]:
         typer.secho(f"{summary['failed']} files failed; see {output / 'failures.jsonl'}", fg=typer.colors.YELLOW,

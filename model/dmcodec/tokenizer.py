@@ -24,10 +24,13 @@ from .audio import AudioSource, load_audio, prepare
 from .backends import Backend
 from .backends.agreement import Agreement
 from .backends.selection import select_backend
+from .batches import clip_rows, stack_padded, unpadded
 from .checkpoint import LoadedCodec, load_checkpoint
 from .executor import WindowExecutor, available_cores
+from .layouts import SEQUENCE_LAYOUTS, check_layout, decode_layout, encode_layout, layout_levels
 from .runtime import determinism_configured
 from .tokens import EncodedAudio, TokenMetadata
+from .vocabulary import Vocabulary
 from .windows import Window, WindowPolicy, plan_windows
 
 
@@ -116,6 +119,11 @@ class Tokenizer:
     def hop_length(self) -> int:
         return self.model.config.hop_length
 
+    @property
+    def vocabulary(self) -> Vocabulary:
+        """The ids of the layouts other than `codes` (dmcodec.layouts)."""
+        return Vocabulary.from_config(self.model.config)
+
     def model_info(self) -> dict[str, Any]:
         info: dict[str, Any] = {"name": self.codec.name, "sha256": self.codec.sha256, "backend": self.backend.name,
                                 "precision": self.backend.precision, "device": str(self.device)}
@@ -195,66 +203,70 @@ class Tokenizer:
         return out
 
     def encode(self, source: AudioSource | np.ndarray, sample_rate: Optional[int] = None,
-               n_q: Optional[int] = None) -> EncodedAudio:
-        """One file, bytes or array ([T] or [T, C] at `sample_rate`) -> `EncodedAudio`."""
-        return self.encode_many([source], sample_rate, n_q)[0]
+               n_q: Optional[int] = None, layout: str = "codes") -> EncodedAudio:
+        """One file, bytes or array ([T] or [T, C] at `sample_rate`) -> `EncodedAudio`, to be
+        written in `layout` (dmcodec.layouts)."""
+        return self.encode_many([source], sample_rate, n_q, layout)[0]
 
     def encode_many(self, sources: Sequence[AudioSource | np.ndarray], sample_rate: Optional[int] = None,
-                    n_q: Optional[int] = None) -> list[EncodedAudio]:
+                    n_q: Optional[int] = None, layout: str = "codes") -> list[EncodedAudio]:
         clips = [self.load(source, sample_rate) for source in sources]
-        codes = self.encode_arrays(clips, n_q)
-        return [self.wrap(c, clip.size) for c, clip in zip(codes, clips)]
+        codes = self.encode_arrays(clips, layout_levels(layout, n_q))
+        return [self.wrap(c, clip.size, layout) for c, clip in zip(codes, clips)]
 
     def encode_batch(self, wav: torch.Tensor, lengths: Optional[torch.Tensor | Sequence[int]] = None,
-                     n_q: Optional[int] = None, pad_value: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """A training loop's batch -> codes, each clip's exactly as if it were encoded alone.
+                     n_q: Optional[int] = None, pad_value: Optional[int] = None,
+                     layout: str = "codes") -> tuple[torch.Tensor, torch.Tensor]:
+        """A training loop's batch -> tokens, each clip's exactly as if it were encoded alone.
 
         Args:
             wav: [B, T] or [B, 1, T] float, at the model's sample rate, on any device.
             lengths: valid samples per clip [B] (default: all T); what lies beyond is ignored.
-            n_q: levels to return (default: all).
-            pad_value: the code written past each clip's last frame.
+            n_q: levels to return (default: all; `first` keeps one).
+            pad_value: what is written past each clip's end (default: 0 for codes, else the
+                vocabulary's pad id).
+            layout: `codes`, or a layout of vocabulary ids (dmcodec.layouts).
         Returns:
-            codes: LongTensor [B, n_q, F] (F = the longest clip's frames), on the model's device.
-            frame_lengths: LongTensor [B], ceil(length / hop_length) per clip.
+            tokens: LongTensor on the model's device: codes [B, n_q, F] (F = the longest clip's
+                frames); `delay` ids [B, n_q, F + n_q - 1]; `flat` and `first` ids [B, L] (bos,
+                ids, eos).
+            lengths: LongTensor [B], each clip's length along the last axis (for codes its frames,
+                ceil(length / hop_length)).
         """
-        clips = self._rows(wav, lengths)
-        encoded = self.encode_arrays(clips, n_q)
-        frames = [c.shape[1] for c in encoded]
-        out = torch.full((len(clips), encoded[0].shape[0], max(frames)), pad_value, dtype=torch.long)
-        for row, codes in enumerate(encoded):
-            out[row, :, : codes.shape[1]] = torch.from_numpy(codes)
-        return out.to(self.device), torch.tensor(frames, dtype=torch.long, device=self.device)
+        encoded = self.encode_arrays(clip_rows(wav, lengths), layout_levels(layout, n_q))
+        tokens = [encode_layout(codes, layout, self.vocabulary) for codes in encoded]
+        if pad_value is None:
+            pad_value = 0 if layout == "codes" else self.vocabulary.pad_token_id
+        sizes = torch.tensor([t.shape[-1] for t in tokens], dtype=torch.long, device=self.device)
+        return stack_padded(tokens, pad_value, torch.long).to(self.device), sizes
 
-    def decode_batch(self, codes: torch.Tensor, frame_lengths: Optional[torch.Tensor | Sequence[int]] = None,
-                     num_samples: Optional[torch.Tensor | Sequence[int]] = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Codes [B, n_q, F] -> (wav FloatTensor [B, T], lengths LongTensor [B]) on the model's device,
-        each clip decoded exactly as alone. Clip b is frame_lengths[b] frames long (default F) and
-        num_samples[b] samples (default frame_lengths[b] * hop_length); T is the longest; the rest
-        of each row is zeros."""
-        if codes.ndim != 3:
-            raise ValueError(f"expected codes [B, n_q, F], got {tuple(codes.shape)}")
-        batch, _, width = codes.shape
-        frames = [width] * batch if frame_lengths is None else [int(f) for f in frame_lengths]
-        samples = [None] * batch if num_samples is None else [int(n) for n in num_samples]
-        array = codes.detach().cpu().numpy()
-        audio = self.decode_many([(array[b, :, : frames[b]], samples[b]) for b in range(batch)])
-        out = torch.zeros(batch, max(a.size for a in audio))
-        for row, clip in enumerate(audio):
-            out[row, : clip.size] = torch.from_numpy(clip)
+    def decode_batch(self, tokens: torch.Tensor, frame_lengths: Optional[torch.Tensor | Sequence[int]] = None,
+                     num_samples: Optional[torch.Tensor | Sequence[int]] = None,
+                     layout: str = "codes") -> tuple[torch.Tensor, torch.Tensor]:
+        """Tokens as `encode_batch` returns them -> (wav FloatTensor [B, T], lengths LongTensor [B])
+        on the model's device, each clip decoded exactly as alone.
+
+        Args:
+            tokens: codes [B, n_q, F], or ids in `layout` ([B, n_q, W] for delay, [B, L] for flat
+                and first).
+            frame_lengths: each clip's length along the last axis (default: all of it; `flat` and
+                `first` rows may instead end in pads).
+            num_samples: each clip's samples (default: its frames * hop_length); T is the longest,
+                and the rest of each row is zeros.
+            layout: as for `encode_batch`.
+        Raises:
+            ValueError (a LayoutError naming the position for ids no codes encode to).
+        """
+        ndim = 2 if check_layout(layout) in SEQUENCE_LAYOUTS else 3
+        if tokens.ndim != ndim:
+            raise ValueError(f"expected {layout} tokens of {ndim} dimensions with the batch first, "
+                             f"got {tuple(tokens.shape)}")
+        rows = unpadded(tokens, frame_lengths)
+        samples = [None] * len(rows) if num_samples is None else [int(n) for n in num_samples]
+        codes = [decode_layout(row, layout, self.vocabulary) for row in rows]
+        audio = self.decode_many(list(zip(codes, samples)))
+        out = stack_padded(audio, 0.0, torch.float32)
         return out.to(self.device), torch.tensor([a.size for a in audio], dtype=torch.long, device=self.device)
-
-    @staticmethod
-    def _rows(wav: torch.Tensor, lengths: Optional[torch.Tensor | Sequence[int]]) -> list[np.ndarray]:
-        if wav.ndim == 3 and wav.shape[1] == 1:
-            wav = wav[:, 0]
-        if wav.ndim != 2:
-            raise ValueError(f"expected wav [B, T] or [B, 1, T], got {tuple(wav.shape)}")
-        array = wav.detach().float().cpu().numpy()
-        sizes = [array.shape[1]] * array.shape[0] if lengths is None else [int(n) for n in lengths]
-        if len(sizes) != array.shape[0] or not all(0 < n <= array.shape[1] for n in sizes):
-            raise ValueError(f"lengths must be {array.shape[0]} values in 1..{array.shape[1]}")
-        return [array[row, :n] for row, n in enumerate(sizes)]
 
     def load(self, source: AudioSource | np.ndarray, sample_rate: Optional[int] = None) -> np.ndarray:
         """Any supported input -> mono float32 at the model's rate."""
@@ -264,16 +276,20 @@ class Tokenizer:
             return prepare(source, sample_rate, self.sample_rate)
         return load_audio(source, self.sample_rate)[0]
 
-    def metadata(self, codes: np.ndarray, num_samples: int) -> TokenMetadata:
+    def metadata(self, codes: np.ndarray, num_samples: int, layout: str = "codes") -> TokenMetadata:
+        """Of codes [n_q, F] (as they are: `first` wants them cut to one level), to be written in `layout`."""
         config = self.model.config
         return TokenMetadata(n_q=int(codes.shape[0]), frames=int(codes.shape[1]),
                              codebook_size=config.codebook_size, frame_rate=float(config.frame_rate),
                              sample_rate=config.sample_rate, num_samples=int(num_samples),
                              model_name=self.codec.name, model_sha256=self.codec.sha256,
-                             backend=self.backend.name, precision=self.backend.precision)
+                             backend=self.backend.name, precision=self.backend.precision,
+                             layout=check_layout(layout), **self.vocabulary.token_fields())
 
-    def wrap(self, codes: np.ndarray, num_samples: int) -> EncodedAudio:
-        return EncodedAudio(codes, self.metadata(codes, num_samples), self.model_info(), self.windowing_info())
+    def wrap(self, codes: np.ndarray, num_samples: int, layout: str = "codes") -> EncodedAudio:
+        """Codes [n_q, F] of a clip of `num_samples` -> EncodedAudio to be written in `layout`."""
+        encoded = EncodedAudio(codes, self.metadata(codes, num_samples), self.model_info(), self.windowing_info())
+        return encoded.with_layout(layout)
 
     # -- decoding ---------------------------------------------------------------------------
     def check_codes(self, codes: np.ndarray, num_samples: Optional[int] = None) -> None:

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import re
+import tarfile
 
 import httpx
 import numpy as np
@@ -22,8 +23,10 @@ from dmcodec.bulk import Item, JobLocked, LocalEngine, ServerEngine, ShardStore,
 from dmcodec.bulk.manifest import extra_schema
 from dmcodec.bulk.store import OUTPUT_COLUMNS, webdataset_key
 from dmcodec.client import AsyncDMCodecClient
+from dmcodec.layouts import decode_layout
 from dmcodec.signals import speech_like
 from dmcodec.tokens import TokenMetadata
+from dmcodec.vocabulary import Vocabulary
 
 
 def test_local_engine_writes_shards_and_records_failures(tiny_checkpoint, bulk_corpus, tmp_path):
@@ -159,3 +162,50 @@ def test_manifest_columns_pass_through_with_their_types_and_segments_are_cut(tin
     assert out["whole"]["speaker"] == "s2" and out["whole"]["start"] is None
     with pytest.raises(ValueError, match="clash"):
         extra_schema("m.jsonl", [Item("a", "a.wav", 1.0, extra={"n_q": 3})], OUTPUT_COLUMNS)
+
+
+@pytest.mark.parametrize("layout, ids_type", [("flat", pa.list_(pa.int32())),
+                                               ("delay", pa.list_(pa.list_(pa.int32())))])
+def test_a_layout_adds_input_ids_to_parquet_and_webdataset_rows(tiny_checkpoint, bulk_corpus, tmp_path, layout,
+                                                                 ids_type):
+    out = tmp_path / layout
+    with Tokenizer.from_pretrained(tiny_checkpoint) as tokenizer, \
+            ShardStore(out, webdataset=True, layout=layout) as store:
+        run(read_items(bulk_corpus / "a"), store, LocalEngine(tokenizer, layout=layout), progress=False)
+        vocabulary = tokenizer.vocabulary
+    table = pq.read_table(out / "shard-00000.parquet")
+    assert table.schema.field("input_ids").type == ids_type and table.num_rows == 5
+    for r in table.to_pylist():
+        codes = np.array(r["codes"])
+        assert np.array_equal(decode_layout(np.array(r["input_ids"]), layout, vocabulary), codes)
+        assert r["layout"] == layout and r["vocab_size"] == vocabulary.size == 515
+    with tarfile.open(out / "shard-00000.tar") as tar:
+        members = {m.name.split(".", 1)[1] for m in tar.getmembers()}
+        first = tar.getmembers()[0].name.split(".")[0]
+        ids = np.load(io.BytesIO(tar.extractfile(f"{first}.input_ids.npy").read()))
+        meta = json.loads(tar.extractfile(f"{first}.json").read())
+    assert members == {"codes.npy", "input_ids.npy", "json"} and "input_ids" not in meta
+    assert ids.dtype == np.int32 and np.array_equal(ids, next(r["input_ids"] for r in table.to_pylist()
+                                                              if r["id"] == meta["id"]))
+    with pytest.raises(ValueError, match=f"holds tokens in the {layout} layout"):
+        ShardStore(out, layout="first")
+    ShardStore(out, layout=layout).close()  # resuming in the same layout is fine
+
+
+def test_the_server_engine_writes_the_layout_in_the_vocabulary_the_service_reports(tmp_path):
+    metadata = TokenMetadata(n_q=2, frames=2, codebook_size=1024, frame_rate=50.0, sample_rate=16000,
+                             num_samples=640, model_name="m", model_sha256="0" * 64, backend="torch", precision="fp32",
+                             **Vocabulary(1024, 8).token_fields())
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        buffer = io.BytesIO()
+        np.save(buffer, np.array([[1, 2], [3, 4]], dtype=np.uint16))
+        return httpx.Response(200, content=buffer.getvalue(), headers=metadata.headers())
+
+    (tmp_path / "a.wav").write_bytes(b"RIFF")
+    engine = ServerEngine("http://test", layout="flat")
+    engine._client = AsyncDMCodecClient(max_retries=0, http=httpx.AsyncClient(
+        base_url="http://test", transport=httpx.MockTransport(answer)))
+    (result,) = engine.encode([Item("a", str(tmp_path / "a.wav"), 0.04)])
+    engine.close()
+    assert result["layout"] == "flat" and result["input_ids"] == [8193, 1, 1027, 2, 1028, 8194]

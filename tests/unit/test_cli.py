@@ -91,3 +91,30 @@ def test_npz_token_files_keep_length_and_model_and_decode_exactly(tiny_checkpoin
     assert sf.info(out).frames == num_samples  # the exact length, without --num-samples
     other = dmcodec("decode", tokens, "-o", out, "-c", small_checkpoint, check=False)
     assert other.exit_code == 2 and "made by model" in other.stderr
+
+
+@pytest.mark.parametrize("layout", ["flat", "delay", "first"])
+def test_tokens_in_any_layout_decode_to_the_same_audio_as_the_codes(tiny_checkpoint, wav_dir, tmp_path, layout):
+    reference = tmp_path / "codes.wav"
+    levels = ["--n-q", 1] if layout == "first" else []  # the codes that `first` keeps
+    dmcodec("encode", wav_dir / "clip0.wav", "-o", tmp_path / "codes.json", *levels, "-c", tiny_checkpoint)
+    dmcodec("decode", tmp_path / "codes.json", "-o", reference, "-c", tiny_checkpoint)
+    for suffix in ("json", "npz", "npy"):
+        tokens = tmp_path / f"ids.{suffix}"
+        dmcodec("encode", wav_dir / "clip0.wav", "-o", tokens, "--layout", layout, "-c", tiny_checkpoint)
+        out = tmp_path / f"{suffix}.wav"
+        declared = ["--layout", layout, "--num-samples", sf.info(reference).frames] if suffix == "npy" else []
+        dmcodec("decode", tokens, "-o", out, *declared, "-c", tiny_checkpoint)
+        assert out.read_bytes() == reference.read_bytes(), suffix
+    data = json.loads((tmp_path / "ids.json").read_text())
+    assert data["layout"] == layout and "codes" not in data and data["vocab_size"] == 8 * 64 + 3
+
+
+def test_malformed_ids_name_their_position(tiny_checkpoint, tmp_path):
+    (tmp_path / "ids.json").write_text(json.dumps({"layout": "flat", "n_q": 2, "input_ids": [513, 0, 64, 1, 512, 514]}))
+    result = dmcodec("decode", tmp_path / "ids.json", "-o", tmp_path / "x.wav", "-c", tiny_checkpoint, check=False)
+    assert result.exit_code == 2 and "index 4 (frame 1, level 2): expected a level-2 id (64..127), got the pad id" \
+        in result.stderr
+    both = dmcodec("encode", tmp_path / "x.wav", "-o", tmp_path / "t.json", "--layout", "first", "--n-q", 2,
+                   check=False)
+    assert both.exit_code == 2 and "RVQ-1 alone" in both.stderr

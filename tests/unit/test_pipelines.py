@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from dmcodec import Tokenizer
 from dmcodec.audio import load_audio, wav_bytes, write_wav
 from dmcodec.cli import app
+from dmcodec.layouts import decode_layout
 from dmcodec.signals import speech_like
 
 
@@ -86,3 +87,32 @@ def test_hugging_face_datasets_in_and_parquet_out(tiny_checkpoint, tokenizer, tm
         for i in range(4):
             assert np.array_equal(np.array(by_id[f"u{i}"]["codes"]), expected[i]), (source, i)
             assert by_id[f"u{i}"]["text"] == f"text {i}"
+
+
+def test_lhotse_cuts_get_input_ids_and_every_frame_of_a_partial_last_one(tiny_checkpoint, tokenizer, tmp_path):
+    write_wav(tmp_path / "rec.wav", speech_like(5.0, 16000, seed=70), 16000)
+    recording = Recording.from_file(tmp_path / "rec.wav", recording_id="rec")
+    # 1.705 s: 85.25 frames, so 86 codes of which Lhotse's slice (halves up) keeps 85; 1.715 s:
+    # 85.75, 86 kept; 1.7 s: exactly 85.
+    spans = {"under-half": (0.3, 1.705), "over-half": (2.1, 1.715), "whole": (4.0 - 1.7, 1.7)}
+    cuts = [MonoCut(name, start, duration, 0, recording=recording) for name, (start, duration) in spans.items()]
+    CutSet.from_cuts(cuts).to_file(tmp_path / "cuts.jsonl.gz")
+    bulk(tmp_path / "cuts.jsonl.gz", "-o", tmp_path / "out", "-c", tiny_checkpoint, "--layout", "flat")
+    rows = {r["id"]: r for r in datasets.load_dataset("parquet", data_files=str(tmp_path / "out" / "shard-*.parquet"),
+                                                      split="train")}
+    for cut in CutSet.from_file(tmp_path / "out" / "cuts.jsonl.gz"):
+        frames, num_samples = rows[cut.id]["frames"], cut.custom["codes_num_samples"]
+        assert num_samples == rows[cut.id]["num_samples"] == round(cut.duration * 16000)
+        sliced = cut.load_custom("codes")  # Lhotse's rule: round(duration / 0.02), halves up
+        assert sliced.shape[0] == {"under-half": 85, "over-half": 86, "whole": 85}[cut.id]
+        assert frames == -(-num_samples // 320) == {"under-half": 86, "over-half": 86, "whole": 85}[cut.id]
+        whole = cut.custom["codes"].load()  # every frame: what decodes to the cut's whole length
+        assert np.array_equal(whole.T, rows[cut.id]["codes"]) and np.array_equal(sliced, whole[: sliced.shape[0]])
+        audio = tokenizer.decode(whole.T.astype(np.int64), num_samples)
+        assert audio.size == num_samples
+        if sliced.shape[0] < frames:
+            with pytest.raises(ValueError, match="does not fit"):
+                tokenizer.check_codes(sliced.T, num_samples)
+        ids = cut.load_custom("input_ids")
+        assert ids.dtype == np.int32 and np.array_equal(ids, rows[cut.id]["input_ids"])
+        assert np.array_equal(decode_layout(ids, "flat", tokenizer.vocabulary), whole.T)

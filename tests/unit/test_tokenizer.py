@@ -9,6 +9,7 @@ from helpers import clips
 from dmcodec import Tokenizer, WindowPolicy, defaults, load_checkpoint
 from dmcodec.audio import AudioError
 from dmcodec.executor import available_cores
+from dmcodec.layouts import LayoutError, encode_layout
 from dmcodec.signals import speech_like
 from dmcodec.windows import plan_windows
 
@@ -148,3 +149,30 @@ def test_batch_first_api_gives_each_clip_the_codes_and_audio_it_has_alone(small_
         assert np.array_equal(audio[row, : clip.size].numpy(), alone) and (audio[row, clip.size :] == 0).all()
     with pytest.raises(ValueError, match="lengths"):
         small_tokenizer.encode_batch(wav[:, 0], [10, 20])
+
+
+@pytest.mark.parametrize("layout", ["flat", "delay", "first"])
+def test_batches_in_any_layout_hold_each_clips_ids_and_decode_to_the_same_audio(tiny_checkpoint, layout):
+    clips_ = [speech_like(s, seed=80 + i) for i, s in enumerate((0.5, 1.1, 0.03))]
+    lengths = [c.size for c in clips_]
+    wav = torch.zeros(3, max(lengths))
+    for row, clip in enumerate(clips_):
+        wav[row, : clip.size] = torch.from_numpy(clip)
+    with Tokenizer.from_pretrained(tiny_checkpoint) as tokenizer:
+        vocabulary = tokenizer.vocabulary
+        ids, sizes = tokenizer.encode_batch(wav, lengths, n_q=None if layout == "first" else 3, layout=layout)
+        codes, frames = tokenizer.encode_batch(wav, lengths, n_q=1 if layout == "first" else 3)
+        assert ids.ndim == (3 if layout == "delay" else 2) and ids.dtype == torch.long
+        for row in range(3):
+            alone = encode_layout(codes[row, :, : frames[row]].numpy(), layout, vocabulary)
+            assert np.array_equal(ids[row, ..., : sizes[row]].numpy(), alone)
+            assert (ids[row, ..., sizes[row] :] == vocabulary.pad_token_id).all()
+        audio, audio_lengths = tokenizer.decode_batch(ids, sizes, lengths, layout=layout)
+        reference, reference_lengths = tokenizer.decode_batch(codes, frames, lengths)
+        assert torch.equal(audio, reference) and audio_lengths.tolist() == reference_lengths.tolist() == lengths
+        if layout != "delay":  # a sequence's right padding is pads, which decoding drops without lengths
+            assert torch.equal(tokenizer.decode_batch(ids, None, lengths, layout=layout)[0], reference)
+        spoiled = ids.clone()
+        spoiled[0, ..., 1] = vocabulary.eos_token_id
+        with pytest.raises(LayoutError, match="got the eos id"):
+            tokenizer.decode_batch(spoiled, sizes, lengths, layout=layout)

@@ -26,7 +26,8 @@ from .store import ShardStore, row
 class _EncoderActor:
     """Holds one tokenizer; called with batches of manifest rows (a dict of columns)."""
 
-    def __init__(self, checkpoint: str, n_q: Optional[int], threads: int, backend: str, precision: str):
+    def __init__(self, checkpoint: str, n_q: Optional[int], threads: int, backend: str, precision: str,
+                 layout: str = "codes"):
         from ..runtime import configure_determinism
         from ..tokenizer import Tokenizer
         from ..windows import WindowPolicy
@@ -35,7 +36,7 @@ class _EncoderActor:
         configure_determinism("cpu")  # the actors run on CPU; a GPU actor would need its device here
         tokenizer = Tokenizer.from_pretrained(checkpoint, backend=backend, precision=precision,
                                               policy=WindowPolicy(workers=threads))
-        self.engine = LocalEngine(tokenizer, n_q)
+        self.engine = LocalEngine(tokenizer, n_q, layout=layout)
 
     def __call__(self, batch: dict) -> dict:
         columns = zip(batch["id"], batch["path"], batch["duration_s"], batch["start"], batch["end"])
@@ -72,9 +73,9 @@ def _row(record: dict, item: Item) -> dict:
 def run_ray(items: Sequence[Item], store: ShardStore, checkpoint: str | Path, *, n_q: Optional[int] = None,
             actors: int = 1, cpus_per_actor: int = 1, batch_size: int = 16, shard_size: int = 1000,
             address: Optional[str] = None, backend: str = defaults.BACKEND,
-            precision: str = defaults.PRECISION) -> dict:
+            precision: str = defaults.PRECISION, layout: str = "codes") -> dict:
     """Encode `items` on `actors` Ray actors of `cpus_per_actor` cores each, with the same
-    tokenizer settings as the local engine (`backend`, `precision`, default windows)."""
+    tokenizer settings as the local engine (`backend`, `precision`, default windows); `layout` as for `LocalEngine`."""
     import ray
 
     if not ray.is_initialized():
@@ -87,7 +88,7 @@ def run_ray(items: Sequence[Item], store: ShardStore, checkpoint: str | Path, *,
         dataset = ray.data.from_items([{"id": i.id, "path": i.path, "duration_s": i.duration_s or 0.0,
                                         "start": -1.0 if i.start is None else i.start,
                                         "end": -1.0 if i.end is None else i.end} for i in todo])
-        actor_args = (str(checkpoint), n_q, cpus_per_actor, backend, precision)
+        actor_args = (str(checkpoint), n_q, cpus_per_actor, backend, precision, layout)
         results = dataset.map_batches(_EncoderActor, fn_constructor_args=actor_args, batch_size=batch_size,
                                       concurrency=actors, num_cpus=cpus_per_actor)
         # Results stream back in blocks; shards are written here so that a killed job leaves

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from typing import Any, Callable, Optional, Protocol, Sequence, Union
 
 import httpx
@@ -13,6 +14,7 @@ from tqdm import tqdm
 from ..audio import load_audio
 from ..client import AsyncDMCodecClient, ServiceError
 from ..isolation import run_isolated
+from ..layouts import layout_levels
 from ..tokens import TokenMetadata
 from .manifest import Item
 from .store import ShardStore, row
@@ -51,10 +53,12 @@ class Recordings:
 
 
 class LocalEngine:
-    """The model in this process, through the batch-invariant tokenizer."""
+    """The model in this process, through the batch-invariant tokenizer; rows carry `input_ids`
+    in `layout` unless it is codes."""
 
-    def __init__(self, tokenizer, n_q: Optional[int] = None, batch_size: int = 16):
-        self.tokenizer, self.n_q, self.batch_size = tokenizer, n_q, batch_size
+    def __init__(self, tokenizer, n_q: Optional[int] = None, batch_size: int = 16, layout: str = "codes"):
+        self.tokenizer, self.n_q, self.batch_size = tokenizer, layout_levels(layout, n_q), batch_size
+        self.layout = layout
         self.recordings = Recordings(tokenizer.load, tokenizer.sample_rate)
 
     def encode(self, items: Sequence[Item]) -> list[Result]:
@@ -68,7 +72,7 @@ class LocalEngine:
         encoded = run_isolated(lambda clips: self.tokenizer.encode_arrays(clips, self.n_q), list(loaded.values()))
         for (index, clip), codes in zip(loaded.items(), encoded):
             results[index] = codes if isinstance(codes, Exception) else \
-                row(items[index], codes, self.tokenizer.metadata(codes, clip.size))
+                row(items[index], codes, self.tokenizer.metadata(codes, clip.size, self.layout))
         return [results[index] for index in range(len(items))]
 
 
@@ -81,11 +85,13 @@ class ServerEngine:
     """A running service, `concurrency` requests at a time. The one retry policy: 503 (after
     its Retry-After), 504, 429 and connection failures are retried `retries` times with
     exponential back-off; what still fails that way is Transient. The client itself does not
-    retry (max_retries=0), so retries never nest."""
+    retry (max_retries=0), so retries never nest. The service sends codes; rows carry them in
+    `layout` too, in the vocabulary its metadata record."""
 
     def __init__(self, url: str, api_key: Optional[str] = None, n_q: Optional[int] = None,
-                 concurrency: int = 8, retries: int = 5, backoff_s: float = 0.5):
-        self.n_q, self.retries, self.backoff_s = n_q, retries, backoff_s
+                 concurrency: int = 8, retries: int = 5, backoff_s: float = 0.5, layout: str = "codes"):
+        self.n_q, self.retries, self.backoff_s = layout_levels(layout, n_q), retries, backoff_s
+        self.layout = layout
         self.batch_size = concurrency * 4
         self._loop = asyncio.new_event_loop()
         self._limit = asyncio.Semaphore(concurrency)
@@ -98,7 +104,8 @@ class ServerEngine:
                 wait = min(30.0, self.backoff_s * 2**attempt)
                 try:
                     answer = await self._client.encode(*await self._audio(item), n_q=self.n_q, npy=True)
-                    return row(item, np.asarray(answer["codes"]), TokenMetadata.from_flat(answer))
+                    metadata = replace(TokenMetadata.from_flat(answer), layout=self.layout)
+                    return row(item, np.asarray(answer["codes"]), metadata)
                 except ServiceError as err:
                     if not err.transient:
                         return err

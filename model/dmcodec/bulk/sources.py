@@ -4,6 +4,11 @@
   segment (its recording's file, offset and duration) and keeps its supervisions and custom
   fields as output columns. `attach_codes` then writes the cuts back with the codes attached
   through Lhotse's temporal arrays, so that `cut.load_custom("codes")` returns [frames, n_q].
+  Lhotse slices a temporal array by the cut's duration, to round(duration / frame shift)
+  frames (halves up): a last frame that covers under half a frame shift of the cut is left out
+  (a 1.705 s cut: 85 of its 86 frames). `cut.custom["codes"].load()` returns every frame, and
+  they decode to the cut's whole length, `codes_num_samples` (a custom field). The `input_ids`
+  of a layout are attached whole, as a plain array.
 - A Hugging Face dataset saved with `save_to_disk`, or a Parquet file with an `Audio` column
   (bytes or path): each row is an item; the other columns pass through.
 
@@ -57,9 +62,15 @@ def read_lhotse_cuts(source: Path) -> list[Item]:
     return items
 
 
-def attach_codes(source: Path, out: Path, codes: dict[str, np.ndarray]) -> Path:
+def attach_codes(source: Path, out: Path, codes: dict[str, np.ndarray], num_samples: dict[str, np.ndarray],
+                 input_ids: Optional[dict[str, np.ndarray]] = None) -> Path:
     """`out/cuts.jsonl.gz`: the cuts of `source` that have codes, each with a `codes` temporal
-    array ([frames, n_q] uint16 in `out/lhotse_codes/`, frame shift 0.02 s) attached."""
+    array ([frames, n_q] uint16 in `out/lhotse_codes/`, frame shift 0.02 s), the length its codes
+    decode to (`codes_num_samples`) and, given, its `input_ids` (an int32 array) attached.
+
+    Args:
+        codes, num_samples, input_ids: by cut id, as `store.read_codes` reads those columns.
+    """
     from lhotse import CutSet
     from lhotse.features.io import NumpyFilesWriter
 
@@ -69,7 +80,11 @@ def attach_codes(source: Path, out: Path, codes: dict[str, np.ndarray]) -> Path:
             if cut.id in codes:
                 array = writer.store_array(cut.id, codes[cut.id].T.astype(np.uint16), frame_shift=FRAME_SHIFT_S,
                                            temporal_dim=0, start=cut.start)
-                attached.append(cut.with_custom("codes", array))
+                cut = cut.with_custom("codes", array).with_custom("codes_num_samples", int(num_samples[cut.id]))
+                if input_ids is not None:
+                    cut = cut.with_custom("input_ids", writer.store_array(f"{cut.id}.input_ids",
+                                                                          input_ids[cut.id].astype(np.int32)))
+                attached.append(cut)
     target = out / "cuts.jsonl.gz"
     CutSet.from_cuts(attached).to_file(target)
     return target

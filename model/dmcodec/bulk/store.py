@@ -1,6 +1,9 @@
 """The output folder of a bulk job: Parquet shards (optionally WebDataset tars beside them),
 failures.jsonl and summary.json.
 
+Rows hold the codes grid and, for a job run with a layout other than `codes`, the same tokens
+as `input_ids` in that layout (dmcodec.layouts), ready for a language model's data loader.
+
 A shard becomes visible only once complete (written to a temporary name, then renamed), so a
 killed job leaves no corrupt or partial shard; restarting reads the ids of the complete shards
 and skips them, so no item is written twice.
@@ -23,7 +26,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..tokens import TokenMetadata
+from ..layouts import check_layout
+from ..tokens import TokenMetadata, tokens_in_layout
 from .manifest import Item
 
 _ARROW_TYPES = {"int": pa.int64(), "float": pa.float64(), "str": pa.string()}
@@ -35,15 +39,24 @@ SCHEMA = pa.schema([
     *((f.name, _ARROW_TYPES[str(f.type)]) for f in fields(TokenMetadata)),
     ("duration_s", pa.float64()),
 ])
+# The ids of the sequence layouts are one list per row; the delay pattern's, a grid [n_q][columns].
+INPUT_IDS_TYPES = {"flat": pa.list_(pa.int32()), "first": pa.list_(pa.int32()),
+                   "delay": pa.list_(pa.list_(pa.int32()))}
+OUTPUT_COLUMNS = {*SCHEMA.names, "input_ids"}
 
 
-OUTPUT_COLUMNS = set(SCHEMA.names)
+def output_schema(layout: str) -> pa.Schema:
+    """The token columns of a job in `layout`: SCHEMA, and `input_ids` unless the layout is codes."""
+    if check_layout(layout) == "codes":
+        return SCHEMA
+    return SCHEMA.insert(SCHEMA.get_field_index("codes") + 1, pa.field("input_ids", INPUT_IDS_TYPES[layout]))
 
 
 def row(item: Item, codes: np.ndarray, metadata: TokenMetadata) -> dict:
-    """One output row: the item's id and path, its codes and their metadata, and the manifest's
-    other columns as they were."""
-    return {**item.extra, "id": item.id, "path": item.path, "codes": codes.astype(np.uint16).tolist(),
+    """One output row: the item's id and path, its codes, the ids in the metadata's layout (unless
+    that is codes) and the metadata, and the manifest's other columns as they were."""
+    ids = {} if metadata.layout == "codes" else {"input_ids": tokens_in_layout(codes, metadata).tolist()}
+    return {**item.extra, "id": item.id, "path": item.path, "codes": codes.astype(np.uint16).tolist(), **ids,
             **metadata.flat()}
 
 
@@ -78,6 +91,7 @@ class ShardStore:
     root: Path
     webdataset: bool = False
     extra: pa.Schema = field(default_factory=lambda: pa.schema([]))
+    layout: str = "codes"  # of the input_ids column; a folder holds one layout
     done: set[str] = field(default_factory=set)
     failed: dict[str, str] = field(default_factory=dict)
     _next_index: int = 0
@@ -100,10 +114,21 @@ class ShardStore:
         for leftover in self.root.glob(".*.tmp"):  # a shard being written when the job died
             leftover.unlink()
         shards = sorted(self.root.glob("shard-*.parquet"))
+        if shards:
+            self._check_layout(shards[0])
         for shard in shards:
             self.done.update(pq.read_table(shard, columns=["id"]).column("id").to_pylist())
         self._next_index = 1 + max((int(s.stem.split("-")[1]) for s in shards), default=-1)
         self._read_failures(self.root / "failures.jsonl")
+
+    def _check_layout(self, shard: Path) -> None:
+        """A resumed job must write the layout the folder's shards already hold."""
+        names = pq.read_schema(shard).names
+        held = pq.read_table(shard, columns=["layout"]).column("layout")[0].as_py() if "layout" in names else "codes"
+        if held != self.layout:
+            self.close()
+            raise ValueError(f"{self.root} holds tokens in the {held} layout; resume it with --layout {held}, or "
+                             "write this layout to another folder")
 
     def _read_failures(self, path: Path) -> None:
         """A job killed mid-write leaves a last line without its newline: it is dropped (that
@@ -137,7 +162,7 @@ class ShardStore:
         name = f"shard-{self._next_index:05d}"
         self._next_index += 1
         buffer = io.BytesIO()
-        schema = pa.schema([*SCHEMA, *self.extra])
+        schema = pa.schema([*output_schema(self.layout), *self.extra])
         pq.write_table(pa.Table.from_pylist(rows, schema=schema), buffer)
         if self.webdataset:
             _atomic_write(self.root / f"{name}.tar", self._tar(rows))
@@ -152,10 +177,9 @@ class ShardStore:
         with tarfile.open(fileobj=buffer, mode="w") as tar:
             for r in rows:
                 key = webdataset_key(r["id"])
-                npy = io.BytesIO()
-                np.save(npy, np.asarray(r["codes"], dtype=np.uint16))
-                meta = {k: v for k, v in r.items() if k != "codes"}
-                for suffix, data in (("codes.npy", npy.getvalue()), ("json", json.dumps(meta, default=str).encode())):
+                members = {f"{name}.npy": _npy(r[name], dtype) for name, dtype in _TAR_ARRAYS.items() if name in r}
+                meta = {k: v for k, v in r.items() if k not in _TAR_ARRAYS}
+                for suffix, data in (*members.items(), ("json", json.dumps(meta, default=str).encode())):
                     info = tarfile.TarInfo(f"{key}.{suffix}")
                     info.size = len(data)
                     tar.addfile(info, io.BytesIO(data))
@@ -173,10 +197,20 @@ class ShardStore:
         _atomic_write(self.root / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
 
 
-def read_codes(root: str | Path) -> dict[str, np.ndarray]:
-    """All codes of a finished job, by id (for checks and small corpora)."""
+_TAR_ARRAYS = {"codes": np.uint16, "input_ids": np.int32}  # the .npy members of a WebDataset sample
+
+
+def _npy(values: list, dtype: type) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(values, dtype=dtype))
+    return buffer.getvalue()
+
+
+def read_codes(root: str | Path, column: str = "codes") -> dict[str, np.ndarray]:
+    """All codes (or another column: `input_ids`, `num_samples`) of a finished job, by id, as
+    int64 arrays (for checks and small corpora)."""
     out = {}
     for shard in sorted(Path(root).glob("shard-*.parquet")):
-        for r in pq.read_table(shard, columns=["id", "codes"]).to_pylist():
-            out[r["id"]] = np.asarray(r["codes"], dtype=np.int64)
+        for r in pq.read_table(shard, columns=["id", column]).to_pylist():
+            out[r["id"]] = np.asarray(r[column], dtype=np.int64)
     return out
