@@ -11,7 +11,7 @@ import pytest
 import torch
 from helpers import clips
 
-from dmcodec import Tokenizer, WindowPolicy, load_checkpoint
+from dmcodec import Tokenizer, WindowPolicy, defaults, load_checkpoint
 from dmcodec.backends import create_backend
 from dmcodec.backends.agreement import AgreementError, code_agreement
 from dmcodec.backends.onnx import MIN_FRAMES, OnnxBackend, export_onnx, graph_dir
@@ -185,3 +185,22 @@ def test_a_lone_window_uses_every_core_and_gets_the_codes_it_gets_beside_others(
     assert 1 in {threads for _, threads in seen}  # some windows had company
     reference = pinned.encode_arrays(audio)
     assert all(np.array_equal(x, y) and np.array_equal(x, z) for x, y, z in zip(alone, together, reference))
+
+
+def test_a_model_call_on_cpu_holds_at_most_a_window_of_frames_and_short_windows_share_it(small_checkpoint):
+    """What bounds a request's memory on the default backend: the frames of one encoder call."""
+    policy = WindowPolicy()
+    assert policy.frames_per_call("cpu") == defaults.MAX_BATCH_FRAMES["cpu"] == policy.window_frames
+    with Tokenizer.from_pretrained(small_checkpoint, backend="onnxruntime", policy=policy) as tokenizer:
+        assert tokenizer.dynamic_batches
+        calls: list[tuple[int, int]] = []
+        latent, hop = tokenizer.backend.latent, tokenizer.hop_length
+        tokenizer.backend.latent = lambda wav, threads=0: (calls.append((wav.shape[0], wav.shape[-1] // hop)),
+                                                           latent(wav, threads))[1]
+        short = [speech_like(5.0, seed=i) for i in range(6)]  # 250 frames each: four fit one call
+        long = speech_like(50.0, seed=9)  # windows of 950 and 1000 frames: one per call
+        together = tokenizer.encode_arrays([*short, long])
+    assert max(items * frames for items, frames in calls) <= policy.window_frames
+    assert max(items for items, _ in calls) == 4
+    alone = Tokenizer.from_pretrained(small_checkpoint, backend="onnxruntime", policy=WindowPolicy(workers=1))
+    assert all(np.array_equal(a, b) for a, b in zip(together, alone.encode_arrays([*short, long])))
