@@ -22,7 +22,8 @@ CLI = [sys.executable, "-m", "dmcodec_train.cli"]
 
 
 def _run(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    # Runs given by name live in `cwd/runs`, where the runs root says.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "DMCODEC_RUNS": str(cwd / "runs")}
     result = subprocess.run([*CLI, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
@@ -39,8 +40,10 @@ def test_pipeline_from_corpus_to_served_and_evaluated_checkpoint(tmp_path):
     resumed = _run("train", str(manifest), "features", "run", "--preset", "tiny", "--set", "steps=10",
                    "--threads", "1", cwd=tmp_path)
     assert "resuming" in resumed.stdout and json.loads(resumed.stdout.strip().splitlines()[-1])["step"] == 10
-    assert len((tmp_path / "run" / "metrics.csv").read_text().splitlines()) == 11
-    assert list((tmp_path / "run" / "tensorboard").iterdir())
+    # `run` is a name: the run lives under $DMCODEC_RUNS, not in the working folder.
+    run = tmp_path / "runs" / "run"
+    assert not (tmp_path / "run").exists() and len((run / "metrics.csv").read_text().splitlines()) == 11
+    assert list((run / "tensorboard").iterdir())
 
     _run("export", "run", "served", "--fp16", cwd=tmp_path)
     _run("export", "run", "release/model.pt", cwd=tmp_path)
@@ -54,7 +57,7 @@ def test_pipeline_from_corpus_to_served_and_evaluated_checkpoint(tmp_path):
         response = httpx.post(f"{url}/v1/encode", files={"file": ("a.wav", audio, "audio/wav")})
     assert response.status_code == 200 and response.json()["model"]["name"] == "tiny-step10"
 
-    evaluated = _run("eval", str(manifest), "served", "run/best", "--out", "eval", "--limit", "1",
+    evaluated = _run("eval", str(manifest), "served", "runs/run/best", "--out", "eval", "--limit", "1",
                      "--opus", "6", "--title", "tiny", cwd=tmp_path)
     assert "| original |" in evaluated.stdout and "| tiny-step10 |" in evaluated.stdout
     results = json.loads((tmp_path / "eval" / "results.json").read_text())

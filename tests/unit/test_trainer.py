@@ -4,6 +4,7 @@ whole CLI pipeline runs from corpus to served and evaluated checkpoint, and DDP 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -66,6 +67,18 @@ def test_resumed_run_equals_uninterrupted_run(train_corpus, tmp_path):
     rows = lambda run: (run / "metrics.csv").read_text().splitlines()
     drop_speed = lambda line: line.rsplit(",", 1)[0]
     assert [drop_speed(r) for r in rows(tmp_path / "straight")] == [drop_speed(r) for r in rows(tmp_path / "resumed")]
+
+
+def test_a_run_name_lives_under_the_runs_root_and_a_path_stays_a_path(monkeypatch, tmp_path):
+    from dmcodec_train.runs import resolve_run
+
+    monkeypatch.setenv("DMCODEC_RUNS", str(tmp_path / "runs"))
+    assert resolve_run("v2") == tmp_path / "runs" / "v2"
+    for path in ("./v2", "runs/v2", "/data/v2", "state.pt"):
+        assert resolve_run(path) == Path(path)
+    assert resolve_run("~/v2") == Path.home() / "v2"
+    monkeypatch.delenv("DMCODEC_RUNS")
+    assert resolve_run("v2") == Path.home() / ".cache" / "dmcodec" / "runs" / "v2"
 
 
 def test_report_table_formats_each_metric_like_the_paper():

@@ -13,6 +13,10 @@ app = typer.Typer(help="Train DM-Codec models and evaluate checkpoints.", no_arg
                   pretty_exceptions_enable=False)
 
 
+RUN_HELP = ("run name (a folder under $DMCODEC_RUNS, default ~/.cache/dmcodec/runs: it outlives the work "
+            "tree) or a folder path (state.pt, logs, best/)")
+
+
 def _fail(message: str) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
@@ -107,7 +111,7 @@ def teachers(manifest: Path = typer.Argument(..., help="corpus manifest"),
 def train(manifest: Path = typer.Argument(..., help="corpus manifest (train and dev splits)"),
           features: str = typer.Argument(..., help="teacher feature folder, or '-' for none (with "
                                          "--set train_parts=decoder or loss.distillation=0)"),
-          run: Path = typer.Argument(..., help="run folder (state, logs, best/)"),
+          run: str = typer.Argument(..., help=RUN_HELP),
           preset: str = typer.Option("small", help="paper, small, tiny, or a .json file"),
           set_: Optional[list[str]] = typer.Option(None, "--set", help="override, e.g. steps=500 or loss.lm=0"),
           device: str = typer.Option("auto", help="auto, cpu or cuda"),
@@ -123,8 +127,11 @@ def train(manifest: Path = typer.Argument(..., help="corpus manifest (train and 
     import torch
 
     from .config import TrainConfig, parse_overrides
+    from .runs import resolve_run
     from .trainer import Trainer
 
+    run_dir = resolve_run(run)
+    typer.echo(f"run folder: {run_dir}", err=True)
     if threads:
         torch.set_num_threads(threads)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
@@ -135,11 +142,11 @@ def train(manifest: Path = typer.Argument(..., help="corpus manifest (train and 
     if features != "-" and (config.train_parts == "decoder" or config.loss.distillation == 0):
         typer.echo(f"note: nothing is distilled in this run, so {features} is not read", err=True)
     try:
-        trainer = Trainer(config, run, manifest, None if features == "-" else Path(features), device)
+        trainer = Trainer(config, run_dir, manifest, None if features == "-" else Path(features), device)
     except ValueError as err:
         _fail(str(err))
     if not fresh and trainer.resume():
-        typer.echo(f"resuming {run} at step {trainer.step}")
+        typer.echo(f"resuming {run_dir} at step {trainer.step}")
     elif init_from:
         try:
             trainer.init_from(init_from)
@@ -150,7 +157,7 @@ def train(manifest: Path = typer.Argument(..., help="corpus manifest (train and 
 
 
 @app.command()
-def export(run: Path = typer.Argument(..., help="run folder or its state.pt"),
+def export(run: str = typer.Argument(..., help="run name, run folder or its state.pt"),
            out: Path = typer.Argument(..., help="output folder (serving) or .pt file (release format)"),
            fp16: bool = typer.Option(False, help="store weights in float16 (codebooks stay float32)"),
            name: Optional[str] = typer.Option(None, help="model name recorded in the checkpoint")):
@@ -158,8 +165,9 @@ def export(run: Path = typer.Argument(..., help="run folder or its state.pt"),
     import torch
 
     from .export import export_run
+    from .runs import resolve_run
 
-    path = export_run(run, out, torch.float16 if fp16 else torch.float32, name)
+    path = export_run(resolve_run(run), out, torch.float16 if fp16 else torch.float32, name)
     typer.echo(path)
 
 
