@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import harmonic_tone as _voiced
 
 from dmcodec_train.evaluation.metrics import pitch_errors
 
 RATE = 16000
-
-
-def _voiced(f0_hz: float, seconds: float = 1.0) -> np.ndarray:
-    """A harmonic tone with a speech-like falling spectrum."""
-    t = np.arange(int(seconds * RATE)) / RATE
-    return sum(np.sin(2 * np.pi * k * f0_hz * t) / k for k in range(1, 20)).astype(np.float32) * 0.1
 
 
 def test_same_pitch_scores_zero_error():
