@@ -92,6 +92,8 @@ def teachers(manifest: Path = typer.Argument(..., help="corpus manifest"),
              hop_length: int = typer.Option(320, help="the codec's hop (320 = 50 Hz at 16 kHz)"),
              lm_text: str = typer.Option("transcript", help="LM teacher input: 'transcript' (ASR text where "
                                          "a row has none) or 'asr' (always, as the paper)"),
+             pitch: bool = typer.Option(True, help="also store the pitch targets (Praat log-F0 and voicing "
+                                        "on the codec's frames; what `dmcodec-train pitch` writes)"),
              device: str = typer.Option("cpu")):
     """Run ASR, the LM teacher and the speech teacher once; store aligned features in shards."""
     from .teachers.asr import Recognizer
@@ -103,8 +105,26 @@ def teachers(manifest: Path = typer.Argument(..., help="corpus manifest"),
               else HFSpeechTeacher(speech_teacher, device))
     recognizer = Recognizer(whisper, device, beam_size=1, compute_type="int8" if device == "cpu" else "default")
     index = precompute(manifest, out, speech, LMTeacher(lm_teacher, device), recognizer, hop_length,
-                       splits=tuple(split or ("train", "dev")), lm_text=lm_text)
+                       splits=tuple(split or ("train", "dev")), lm_text=lm_text, pitch=pitch)
     typer.echo(json.dumps(json.loads(index.read_text())["teachers"]))
+
+
+@app.command()
+def pitch(manifest: Path = typer.Argument(..., help="corpus manifest"),
+          out: Path = typer.Argument(..., help="feature folder: the teachers' (the targets go beside "
+                                     "them) or a new one (pitch targets only)"),
+          split: Optional[list[str]] = typer.Option(None, help="splits to cover (default train, dev)"),
+          hop_length: int = typer.Option(320, help="the codec's hop (320 = 50 Hz at 16 kHz)")):
+    """Store the pitch targets (Praat log-F0 and voicing on the codec's frames) for the pitch loss:
+    into an existing teacher feature folder, or a folder of their own for a run without
+    distillation (`train MANIFEST OUT RUN --set loss.distillation=0 --set loss.pitch=5`)."""
+    from .teachers.pitch import precompute_pitch
+
+    try:
+        index = precompute_pitch(manifest, out, hop_length, splits=tuple(split or ("train", "dev")))
+    except ValueError as err:
+        _fail(str(err))
+    typer.echo(f"{len(json.loads(index.read_text())['items'])} utterances -> {index}")
 
 
 @app.command()
@@ -139,8 +159,9 @@ def train(manifest: Path = typer.Argument(..., help="corpus manifest (train and 
         config = TrainConfig.load(preset, parse_overrides(set_ or []))
     except ValueError as err:
         _fail(str(err))
-    if features != "-" and (config.train_parts == "decoder" or config.loss.distillation == 0):
-        typer.echo(f"note: nothing is distilled in this run, so {features} is not read", err=True)
+    if features != "-" and (config.train_parts == "decoder" or config.loss.distillation == config.loss.pitch == 0):
+        typer.echo(f"note: nothing is distilled and no pitch is targeted in this run, so {features} is not read",
+                   err=True)
     try:
         trainer = Trainer(config, run_dir, manifest, None if features == "-" else Path(features), device)
     except ValueError as err:
