@@ -132,7 +132,8 @@ def train(manifest: Path = typer.Argument(..., help="corpus manifest (train and 
           features: str = typer.Argument(..., help="teacher feature folder, or '-' for none (with "
                                          "--set train_parts=decoder or loss.distillation=0)"),
           run: str = typer.Argument(..., help=RUN_HELP),
-          preset: str = typer.Option("small", help="paper, small, tiny, or a .json file"),
+          preset: Optional[str] = typer.Option(None, help="paper, small, tiny, ..., or a .json file "
+                                               "(default small; with --resume-from, the state's recipe)"),
           set_: Optional[list[str]] = typer.Option(None, "--set", help="override, e.g. steps=500 or loss.lm=0"),
           device: str = typer.Option("auto", help="auto, cpu or cuda"),
           threads: int = typer.Option(0, help="CPU threads (0: torch's default)"),
@@ -142,11 +143,17 @@ def train(manifest: Path = typer.Argument(..., help="corpus manifest (train and 
                                                      "(a session's or a lease's end); resume later"),
           init_from: Optional[Path] = typer.Option(None, help="a new run starts from this checkpoint's codec "
                                                    "weights (e.g. the shipped default) instead of random ones"),
+          resume_from: Optional[Path] = typer.Option(None, help="a new run goes on from this compact state "
+                                                     "(`state export`): its weights, step, data position and "
+                                                     "recipe; fresh optimiser moments under a re-warm"),
+          export_state: Optional[Path] = typer.Option(None, help="at the end, write the compact state here "
+                                                      "(e.g. training/state)"),
           fresh: bool = typer.Option(False, help="ignore an existing state.pt instead of resuming")):
     """Train (or resume) a run; the best dev checkpoint is exported to RUN/best."""
     import torch
 
-    from .config import TrainConfig, parse_overrides
+    from .compact import export_compact, read_compact, resume_from_compact, run_figures
+    from .config import TrainConfig, parse_overrides, with_overrides
     from .runs import resolve_run
     from .trainer import Trainer
 
@@ -155,8 +162,12 @@ def train(manifest: Path = typer.Argument(..., help="corpus manifest (train and 
     if threads:
         torch.set_num_threads(threads)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    if resume_from and (preset or init_from):
+        _fail("--resume-from takes the recipe and the weights from the state: change the recipe with --set")
     try:
-        config = TrainConfig.load(preset, parse_overrides(set_ or []))
+        overrides = parse_overrides(set_ or [])
+        config = (TrainConfig.from_dict(with_overrides(read_compact(resume_from)["config"], overrides)) if resume_from
+                  else TrainConfig.load(preset or "small", overrides))
     except ValueError as err:
         _fail(str(err))
     if features != "-" and (config.train_parts == "decoder" or config.loss.distillation == config.loss.pitch == 0):
@@ -168,13 +179,49 @@ def train(manifest: Path = typer.Argument(..., help="corpus manifest (train and 
         _fail(str(err))
     if not fresh and trainer.resume():
         typer.echo(f"resuming {run_dir} at step {trainer.step}")
+    elif resume_from:
+        try:
+            notes = resume_from_compact(trainer, resume_from)
+        except ValueError as err:
+            _fail(str(err))
+        for note in notes:
+            typer.echo(f"note: {note}", err=True)
+        typer.echo(f"continuing {resume_from} at step {trainer.step} in {run_dir}")
     elif init_from:
         try:
             trainer.init_from(init_from)
         except ValueError as err:
             _fail(str(err))
     logs = trainer.fit(until, time_limit)
+    if export_state and trainer.rank == 0:
+        export_compact(trainer.state_dict(), export_state, run_figures(run_dir))
+        typer.echo(f"compact state -> {export_state}", err=True)
     typer.echo(json.dumps({"step": trainer.step, **{k: round(v, 5) for k, v in logs.items()}}))
+
+
+state_app = typer.Typer(help="The compact resumable state (fp16 weights, step, recipe; no optimiser).",
+                        no_args_is_help=True)
+app.add_typer(state_app, name="state")
+
+
+@state_app.command("export")
+def state_export(run: str = typer.Argument(..., help=RUN_HELP),
+                 out: Path = typer.Argument(Path("training/state"), help="folder, replaced as a whole"),
+                 figures: Optional[list[Path]] = typer.Option(None, help="results.json of `dmcodec-train eval` "
+                                                              "on held-out sets to record (repeat)")):
+    """Write a run's compact state: what `train --resume-from` continues on another machine."""
+    from .compact import export_compact, run_figures
+    from .runs import resolve_run
+    from .state import load_state
+
+    run_dir = resolve_run(run)
+    try:
+        state = load_state(run_dir)
+    except FileNotFoundError as err:
+        _fail(str(err))
+    path = export_compact(state, out, run_figures(run_dir if run_dir.is_dir() else run_dir.parent, figures or []))
+    size = sum(f.stat().st_size for f in path.iterdir()) / 2**20
+    typer.echo(f"step {int(state['step'])} -> {path} ({size:.1f} MiB)")
 
 
 @app.command()

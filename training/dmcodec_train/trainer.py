@@ -9,6 +9,7 @@ Runs on one CPU or GPU, or several GPUs under `torchrun` (DDP).
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import platform
@@ -133,6 +134,7 @@ class Trainer:
         segment_frames = max(1, round(config.segment_seconds * codec_config.frame_rate))
         self.sampler = CropSampler(train, store, segment_frames, self.hop, codec_config.sample_rate, config.seed)
         self.train_hours = sum(u.duration for u in train) / 3600
+        self.train_ids = [u.id for u in train]
 
         codec = init_weights(DMCodec(codec_config))
         for level in codec.quantizer.levels:
@@ -177,6 +179,7 @@ class Trainer:
             "g_sched": self.g_sched.state_dict(), "d_sched": self.d_sched.state_dict(),
             "rng_cpu": torch.get_rng_state(),
             "rewarm_from": -1 if self.rewarm_from is None else self.rewarm_from,
+            "data": json.dumps(self.data_position()),
             **({"rng_cuda": torch.cuda.get_rng_state(self.device)} if self.device.type == "cuda" else {}),
         }
 
@@ -194,6 +197,12 @@ class Trainer:
         self.best_dev_mel = float(state["best_dev_mel"])
         rewarm_from = int(state.get("rewarm_from", -1))  # states saved before re-warming existed lack it
         self.rewarm_from = None if rewarm_from < 0 else rewarm_from
+
+    def data_position(self) -> dict:
+        """What, with the step, fixes the batches: the seed and the train rows they are drawn from."""
+        digest = hashlib.sha256("\n".join(self.train_ids).encode()).hexdigest()
+        return {"seed": self.config.seed, "manifest": self.manifest.name, "train_utterances": len(self.train_ids),
+                "train_ids_sha256": digest}
 
     def resume(self) -> bool:
         """Continue from `run_dir/state.pt` if it exists; returns whether it did."""
