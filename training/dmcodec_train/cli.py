@@ -208,7 +208,9 @@ app.add_typer(state_app, name="state")
 def state_export(run: str = typer.Argument(..., help=RUN_HELP),
                  out: Path = typer.Argument(Path("training/state"), help="folder, replaced as a whole"),
                  figures: Optional[list[Path]] = typer.Option(None, help="results.json of `dmcodec-train eval` "
-                                                              "on held-out sets to record (repeat)")):
+                                                              "on held-out sets to record (repeat)"),
+                 critics: bool = typer.Option(True, help="keep the trained critics (--no-critics: smaller; "
+                                              "they start afresh on resume)")):
     """Write a run's compact state: what `train --resume-from` continues on another machine."""
     from .compact import export_compact, run_figures
     from .runs import resolve_run
@@ -219,7 +221,8 @@ def state_export(run: str = typer.Argument(..., help=RUN_HELP),
         state = load_state(run_dir)
     except FileNotFoundError as err:
         _fail(str(err))
-    path = export_compact(state, out, run_figures(run_dir if run_dir.is_dir() else run_dir.parent, figures or []))
+    path = export_compact(state, out, run_figures(run_dir if run_dir.is_dir() else run_dir.parent, figures or []),
+                          critics)
     size = sum(f.stat().st_size for f in path.iterdir()) / 2**20
     typer.echo(f"step {int(state['step'])} -> {path} ({size:.1f} MiB)")
 

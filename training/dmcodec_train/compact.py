@@ -84,7 +84,8 @@ def run_figures(run_dir: str | Path, eval_results: list[Path] = ()) -> dict[str,
     return _finite(figures)
 
 
-def export_compact(state: dict[str, Any], out: str | Path, figures: dict[str, Any] | None = None) -> Path:
+def export_compact(state: dict[str, Any], out: str | Path, figures: dict[str, Any] | None = None,
+                   critics: bool = True) -> Path:
     """Write the compact state of a training state dict (`Trainer.state_dict()` or a run's
     state.pt) to `out`, replacing what was there.
 
@@ -92,12 +93,14 @@ def export_compact(state: dict[str, Any], out: str | Path, figures: dict[str, An
         state: the full training state.
         out: the folder (created; its previous compact state is replaced as a whole).
         figures: the latest dev and held-out figures (`run_figures`).
+        critics: keep the discriminators once they have trained (full-width critics are several
+            times the codec's size; left out, they start afresh on resume).
     """
     config = TrainConfig.from_dict(json.loads(state["config"]))
     step = int(state["step"])
     tensors = {f"generator.{k}": v for k, v in state["generator"].items()}
     # Critics that never trained are what a new run builds from the seed anyway.
-    critics_trained = step > config.adversarial_start
+    critics_trained = critics and step > config.adversarial_start
     if critics_trained:
         tensors.update({f"discriminators.{k}": v for k, v in state["discriminators"].items()})
     tensors = {k: _compact_dtype(k, v).detach().cpu().contiguous() for k, v in tensors.items()}
@@ -169,6 +172,8 @@ def resume_from_compact(trainer: Trainer, folder: str | Path) -> list[str]:
     notes += [f"{name} in the state is not used by this run" for name in sorted({k.split(".")[0] for k in unexpected})]
     if record["critics"]:
         trainer.discriminators.load_state_dict(part("discriminators."))
+    elif int(record["step"]) > trainer.config.adversarial_start:
+        notes.append("the critics start afresh (the state was exported without them)")
     trainer.step = int(record["step"])
     trainer.rewarm_from = trainer.step
     for scheduler in (trainer.g_sched, trainer.d_sched):
