@@ -255,15 +255,22 @@ def evaluate(manifest: Path = typer.Argument(..., help="manifest with transcript
                                       "measures only, a quick probe)"),
              opus: Optional[list[float]] = typer.Option(None, help="also score Opus at this bitrate in "
                                                         "kbps (repeat: --opus 4 --opus 6)"),
+             pitch_probe: int = typer.Option(0, help="latent pitch probe: train it on this many train-split "
+                                             "clips (e.g. 300) and report its median error in cents per model "
+                                             "(the originals' row: read from their log-mel)"),
+             probe_manifest: Optional[Path] = typer.Option(None, help="where the probe's train split comes "
+                                                           "from (default: MANIFEST)"),
              title: str = typer.Option("")):
-    """Score checkpoints on a split: WER/WIL, STOI, PESQ, ViSQOL, mel distance, codebook use."""
+    """Score checkpoints on a split: WER/WIL, STOI, PESQ, ViSQOL, mel distance, F0 and voicing errors,
+    the latent pitch probe, codebook use. `--n-q 1` scores RVQ-1 alone (its WER: the phonetic content)."""
     from .evaluation.harness import evaluate as run_evaluation
     from .evaluation.harness import to_markdown, write_report
     from .teachers.asr import Recognizer
 
     try:
         rows = run_evaluation(manifest, checkpoints or [], split, limit, n_q, Recognizer(whisper) if asr else None,
-                              visqol, opus_kbps=tuple(opus or ()), asr=asr)
+                              visqol, opus_kbps=tuple(opus or ()), asr=asr, probe_clips=pitch_probe,
+                              probe_manifest=probe_manifest)
     except ValueError as err:
         _fail(str(err))
     write_report(rows, out, title)
