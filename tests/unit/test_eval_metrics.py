@@ -42,7 +42,7 @@ def test_the_latent_pitch_probe_reads_pitch_where_a_representation_has_it():
                    for n, seed in ((40, 2), (8, 3)))
     noise = lambda log_f0: rng.standard_normal((len(log_f0), 8)).astype(np.float32)
     carrying = lambda log_f0: np.concatenate([log_f0[:, None] + 0.001 * noise(log_f0)[:, :1], noise(log_f0)], 1)
-    probe = PitchProbe(steps=600)
+    probe = PitchProbe(steps=300)
 
     def score(featurize) -> float:
         return probe.cents([(featurize(a, f0), f0, v) for a, f0, v in train],

@@ -136,10 +136,12 @@ def test_the_campaign_preset_adds_pitch_and_distillation_to_small_cpu_v2():
 
 def test_the_evaluation_reports_the_latent_pitch_probe(train_corpus, tiny_checkpoint):
     from dmcodec_train.evaluation.harness import evaluate
+    from dmcodec_train.evaluation.pitch_probe import PitchProbe
 
     manifest, _ = train_corpus
     # Dev clips: the training voices (the probe cannot learn a held-out voice's range from two voices).
-    rows = evaluate(manifest, [tiny_checkpoint], split="dev", visqol=False, progress=False, asr=False, probe_clips=8)
+    rows = evaluate(manifest, [tiny_checkpoint], split="dev", visqol=False, progress=False, asr=False, probe_clips=8,
+                    probe=PitchProbe(steps=300))
     reference, model = (row.scores["pitch_probe_cents"] for row in rows)
     # The originals' log-mel carries the pitch; an untrained tiny codec's tokens hardly do.
     assert 0 < reference < model, (reference, model)

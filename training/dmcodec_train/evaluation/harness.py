@@ -92,12 +92,13 @@ class _Scorer:
 def evaluate(manifest: str | Path, checkpoints: list[str | Path], split: str = "test", limit: int | None = None,
              n_q: int | None = None, recognizer: Recognizer | None = None, visqol: bool = True,
              progress: bool = True, opus_kbps: tuple[float, ...] = (), asr: bool = True,
-             probe_clips: int = 0, probe_manifest: str | Path | None = None) -> list[Result]:
+             probe_clips: int = 0, probe_manifest: str | Path | None = None,
+             probe: PitchProbe | None = None) -> list[Result]:
     """Rows: the originals first, then one per checkpoint (in the order given), then Opus at
     each of `opus_kbps`. asr=False leaves the word error rates out (no Whisper runs).
     probe_clips: train the latent pitch probe on this many clips of the train split of
     `probe_manifest` (default `manifest`), spread evenly over it (their first
-    `PROBE_TRAIN_SECONDS`); 0 leaves the probe out."""
+    `PROBE_TRAIN_SECONDS`); 0 leaves the probe out. probe: its settings (default `PitchProbe()`)."""
     utterances = read_manifest(manifest, split)[:limit]
     if not utterances:
         raise ValueError(f"{manifest}: no utterances in split {split!r}")
@@ -109,7 +110,7 @@ def evaluate(manifest: str | Path, checkpoints: list[str | Path], split: str = "
     rows = [Result("original", {**(word_errors(references, original_asr) if asr else {}), "bitrate_kbps": 256.0})]
 
     score = _Scorer(originals, references, original_asr, recognizer, visqol, progress)
-    probe, clips = PitchProbe(), _probe_clips(probe_manifest or manifest, probe_clips, originals)
+    probe, clips = probe or PitchProbe(), _probe_clips(probe_manifest or manifest, probe_clips, originals)
     if clips is not None:
         # What a representation of the audio itself gives: the reference for the models' rows.
         rows[0].scores["pitch_probe_cents"] = clips.score(
