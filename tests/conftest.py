@@ -7,6 +7,7 @@ Shared helpers live in `helpers.py`. Tests write only under pytest's temporary f
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,19 @@ from dmcodec import load_checkpoint  # noqa: E402
 from dmcodec.audio import write_wav  # noqa: E402
 from dmcodec.init import create_untrained  # noqa: E402
 from dmcodec.signals import speech_like  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def runs_root(tmp_path_factory) -> Iterator[Path]:
+    """Runs given by name go here, never to the user's ~/.cache/dmcodec/runs."""
+    root = tmp_path_factory.mktemp("runs")
+    previous = os.environ.get("DMCODEC_RUNS")
+    os.environ["DMCODEC_RUNS"] = str(root)
+    yield root
+    if previous is None:
+        os.environ.pop("DMCODEC_RUNS", None)
+    else:
+        os.environ["DMCODEC_RUNS"] = previous
 
 
 @pytest.fixture(scope="session")

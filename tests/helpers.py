@@ -45,6 +45,14 @@ def encode_audio(samples: np.ndarray, rate: int, container: str, codec: str, cha
     return buffer.getvalue()
 
 
+def harmonic_tone(f0_hz: float | np.ndarray, seconds: float = 1.0, rate: int = 16000) -> np.ndarray:
+    """A voiced-like tone: 19 harmonics with a speech-like falling spectrum. f0_hz: one pitch, or
+    one per sample (a contour: the phase follows it)."""
+    n = int(seconds * rate)
+    phase = 2 * np.pi * np.cumsum(np.broadcast_to(np.asarray(f0_hz, np.float64), (n,))) / rate
+    return (sum(np.sin(k * phase) / k for k in range(1, 20)) * 0.1).astype(np.float32)
+
+
 def clips(lengths_s: list[float], rate: int = 16000, seed: int = 0) -> list[np.ndarray]:
     return [speech_like(s, rate, seed=seed + i) for i, s in enumerate(lengths_s)]
 

@@ -22,14 +22,16 @@ CLI = [sys.executable, "-m", "dmcodec_train.cli"]
 
 
 def _run(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    # Runs given by name live in `cwd/runs`, where the runs root says.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "DMCODEC_RUNS": str(cwd / "runs")}
     result = subprocess.run([*CLI, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
 
 def test_pipeline_from_corpus_to_served_and_evaluated_checkpoint(tmp_path):
-    """The CLI a user runs: corpus -> teachers -> train -> resume -> export -> serve -> eval."""
+    """The CLI a user runs: corpus -> teachers -> train -> resume -> compact state -> resume elsewhere ->
+    pitch targets -> export -> serve -> eval."""
     _run("corpus", "corpus", "--utterances", "8", "--seed", "11", "--workers", "2",
          "--voice", "espeak:en+f3", "--voice", "espeak:en-us+m3", "--voice", "flite:rms", cwd=tmp_path)
     manifest = tmp_path / "corpus" / "manifest.jsonl"
@@ -39,8 +41,24 @@ def test_pipeline_from_corpus_to_served_and_evaluated_checkpoint(tmp_path):
     resumed = _run("train", str(manifest), "features", "run", "--preset", "tiny", "--set", "steps=10",
                    "--threads", "1", cwd=tmp_path)
     assert "resuming" in resumed.stdout and json.loads(resumed.stdout.strip().splitlines()[-1])["step"] == 10
-    assert len((tmp_path / "run" / "metrics.csv").read_text().splitlines()) == 11
-    assert list((tmp_path / "run" / "tensorboard").iterdir())
+    # `run` is a name: the run lives under $DMCODEC_RUNS, not in the working folder.
+    run = tmp_path / "runs" / "run"
+    assert not (tmp_path / "run").exists() and len((run / "metrics.csv").read_text().splitlines()) == 11
+    assert list((run / "tensorboard").iterdir())
+
+    # A stint's end on a machine that is handed back: the compact state, then a new run goes on from
+    # it (here one that writes its own compact state over it at its end, as a campaign does).
+    _run("state", "export", "run", "state", cwd=tmp_path)
+    continued = _run("train", str(manifest), "features", "moved", "--resume-from", "state", "--set", "steps=12",
+                     "--threads", "1", "--export-state", "state", cwd=tmp_path)
+    assert "continuing state at step 10" in continued.stdout
+    assert json.loads(continued.stdout.strip().splitlines()[-1])["step"] == 12
+    assert json.loads((tmp_path / "state" / "state.json").read_text())["step"] == 12
+    # Pitch targets alone, for a run without distillation.
+    _run("pitch", str(manifest), "pitch-only", cwd=tmp_path)
+    pitched = _run("train", str(manifest), "pitch-only", "pitched", "--preset", "tiny", "--set", "steps=2",
+                   "--set", "loss.distillation=0", "--set", "loss.pitch=1", "--threads", "1", cwd=tmp_path)
+    assert math.isfinite(json.loads(pitched.stdout.strip().splitlines()[-1])["pitch_f0"])
 
     _run("export", "run", "served", "--fp16", cwd=tmp_path)
     _run("export", "run", "release/model.pt", cwd=tmp_path)
@@ -54,7 +72,7 @@ def test_pipeline_from_corpus_to_served_and_evaluated_checkpoint(tmp_path):
         response = httpx.post(f"{url}/v1/encode", files={"file": ("a.wav", audio, "audio/wav")})
     assert response.status_code == 200 and response.json()["model"]["name"] == "tiny-step10"
 
-    evaluated = _run("eval", str(manifest), "served", "run/best", "--out", "eval", "--limit", "1",
+    evaluated = _run("eval", str(manifest), "served", "runs/run/best", "--out", "eval", "--limit", "1",
                      "--opus", "6", "--title", "tiny", cwd=tmp_path)
     assert "| original |" in evaluated.stdout and "| tiny-step10 |" in evaluated.stdout
     results = json.loads((tmp_path / "eval" / "results.json").read_text())
@@ -66,9 +84,11 @@ def test_pipeline_from_corpus_to_served_and_evaluated_checkpoint(tmp_path):
     assert 0.5 < results[-1]["scores"]["stoi"] <= 1  # the anchor, scored on the same clip
 
     # A quick probe: signal measures only, no Whisper.
-    _run("eval", str(manifest), "served", "--out", "probe", "--limit", "1", "--no-asr", "--no-visqol", cwd=tmp_path)
+    _run("eval", str(manifest), "served", "--out", "probe", "--limit", "1", "--no-asr", "--no-visqol",
+         "--pitch-probe", "4", cwd=tmp_path)
     probe = json.loads((tmp_path / "probe" / "results.json").read_text())
     assert "wer" not in probe[0]["scores"] and "wer" not in probe[1]["scores"]
+    assert probe[0]["scores"]["pitch_probe_cents"] > 0 and probe[1]["scores"]["pitch_probe_cents"] > 0
     assert probe[1]["scores"]["pesq"] == pytest.approx(scores["pesq"]) and math.isnan(probe[1]["scores"]["visqol"])
 
 

@@ -14,8 +14,8 @@ from dmcodec.signals import speech_like
 from dmcodec_train.data.manifest import read_manifest
 from dmcodec_train.teachers.asr import Word
 from dmcodec_train.teachers.lm import LMTeacher, align_to_frames, transcript_words
-from dmcodec_train.teachers.precompute import FeatureStore
 from dmcodec_train.teachers.speech import HFSpeechTeacher, WhisperEncoderTeacher, to_frames
+from dmcodec_train.teachers.store import FeatureStore
 
 
 def test_alignment_places_each_word_on_the_frames_where_it_is_spoken():
@@ -112,6 +112,11 @@ def test_precomputed_shards_hold_aligned_features_for_every_utterance(train_corp
     assert sum(bool(text) for text in asr.values()) == len(asr)
     part = store.get(utterance.id, 5, 15)
     assert torch.equal(part["speech"], store.get(utterance.id)["speech"][5:15])
+    # The pitch targets sit beside the teachers' features, on the same frames.
+    assert store.has_pitch and store.pitch["items"][utterance.id]["frames"] == store.frames(utterance.id)
+    assert torch.equal(part["voiced"], store.get(utterance.id)["voiced"][5:15])
+    voiced = torch.cat([store.get(u.id)["voiced"] for u in read_manifest(manifest)])
+    assert 0.2 < voiced.float().mean() < 0.9  # speech: voiced vowels, unvoiced consonants and pauses
 
 
 def test_transcript_words_take_their_times_from_the_asr():

@@ -122,7 +122,7 @@ def test_crops_align_audio_with_teacher_frames_at_any_file_rate(train_corpus, tm
     import soxr
 
     from dmcodec_train.data.batches import CropSampler
-    from dmcodec_train.teachers.precompute import FeatureStore
+    from dmcodec_train.teachers.store import FeatureStore
 
     manifest, features = train_corpus
     store = FeatureStore(features)

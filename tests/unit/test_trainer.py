@@ -3,7 +3,9 @@ whole CLI pipeline runs from corpus to served and evaluated checkpoint, and DDP 
 
 from __future__ import annotations
 
+import csv
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -63,9 +65,22 @@ def test_resumed_run_equals_uninterrupted_run(train_corpus, tmp_path):
     assert _states_equal(a["discriminators"], b["discriminators"]) == []
     assert a["g_opt"]["state"][0]["exp_avg"].equal(b["g_opt"]["state"][0]["exp_avg"])
     assert torch.equal(a["rng_cpu"], b["rng_cpu"]) and a["best_dev_mel"] == b["best_dev_mel"]
-    rows = lambda run: (run / "metrics.csv").read_text().splitlines()
-    drop_speed = lambda line: line.rsplit(",", 1)[0]
-    assert [drop_speed(r) for r in rows(tmp_path / "straight")] == [drop_speed(r) for r in rows(tmp_path / "resumed")]
+    # The logs agree too, but for the speed.
+    rows = lambda run: [{k: v for k, v in row.items() if k != "steps_per_s"}
+                        for row in csv.DictReader((run / "metrics.csv").read_text().splitlines())]
+    assert rows(tmp_path / "straight") == rows(tmp_path / "resumed")
+
+
+def test_a_run_name_lives_under_the_runs_root_and_a_path_stays_a_path(monkeypatch, tmp_path):
+    from dmcodec_train.runs import resolve_run
+
+    monkeypatch.setenv("DMCODEC_RUNS", str(tmp_path / "runs"))
+    assert resolve_run("v2") == tmp_path / "runs" / "v2"
+    for path in ("./v2", "runs/v2", "/data/v2", "state.pt"):
+        assert resolve_run(path) == Path(path)
+    assert resolve_run("~/v2") == Path.home() / "v2"
+    monkeypatch.delenv("DMCODEC_RUNS")
+    assert resolve_run("v2") == Path.home() / ".cache" / "dmcodec" / "runs" / "v2"
 
 
 def test_report_table_formats_each_metric_like_the_paper():
@@ -74,11 +89,11 @@ def test_report_table_formats_each_metric_like_the_paper():
     rows = [Result("original", {"wer": 6.25, "wil": 12.1}),
             Result("m", {"wer": 18.75, "wil": 34.0, "wer_vs_original_asr": 18.75, "visqol": float("nan"),
                          "stoi": 0.80512, "pesq": 1.1079, "mel_distance": 0.6581, "f0_rmse_cents": 245.4,
-                         "vuv_error": 25.53, "bitrate_kbps": 4.0},
+                         "vuv_error": 25.53, "pitch_probe_cents": 196.2, "bitrate_kbps": 4.0},
                    [{"usage": 0.171, "perplexity": 114.6}])]
     table = to_markdown(rows, "t").splitlines()
-    assert table[4] == "| original | 6.2 | 12.1 | - | - | - | - | - | - | - | - |"
-    assert table[5] == "| m | 18.8 | 34.0 | 18.8 | - | 0.805 | 1.11 | 0.658 | 245 | 25.5 | 4.0 |"
+    assert table[4] == "| original | 6.2 | 12.1 | - | - | - | - | - | - | - | - | - |"
+    assert table[5] == "| m | 18.8 | 34.0 | 18.8 | - | 0.805 | 1.11 | 0.658 | 245 | 25.5 | 196 | 4.0 |"
     assert table[-1] == "| m | 0.17 / 115 |"
 
 

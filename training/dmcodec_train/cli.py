@@ -13,6 +13,10 @@ app = typer.Typer(help="Train DM-Codec models and evaluate checkpoints.", no_arg
                   pretty_exceptions_enable=False)
 
 
+RUN_HELP = ("run name (a folder under $DMCODEC_RUNS, default ~/.cache/dmcodec/runs: it outlives the work "
+            "tree) or a folder path (state.pt, logs, best/)")
+
+
 def _fail(message: str) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
@@ -88,6 +92,8 @@ def teachers(manifest: Path = typer.Argument(..., help="corpus manifest"),
              hop_length: int = typer.Option(320, help="the codec's hop (320 = 50 Hz at 16 kHz)"),
              lm_text: str = typer.Option("transcript", help="LM teacher input: 'transcript' (ASR text where "
                                          "a row has none) or 'asr' (always, as the paper)"),
+             pitch: bool = typer.Option(True, help="also store the pitch targets (Praat log-F0 and voicing "
+                                        "on the codec's frames; what `dmcodec-train pitch` writes)"),
              device: str = typer.Option("cpu")):
     """Run ASR, the LM teacher and the speech teacher once; store aligned features in shards."""
     from .teachers.asr import Recognizer
@@ -99,16 +105,35 @@ def teachers(manifest: Path = typer.Argument(..., help="corpus manifest"),
               else HFSpeechTeacher(speech_teacher, device))
     recognizer = Recognizer(whisper, device, beam_size=1, compute_type="int8" if device == "cpu" else "default")
     index = precompute(manifest, out, speech, LMTeacher(lm_teacher, device), recognizer, hop_length,
-                       splits=tuple(split or ("train", "dev")), lm_text=lm_text)
+                       splits=tuple(split or ("train", "dev")), lm_text=lm_text, pitch=pitch)
     typer.echo(json.dumps(json.loads(index.read_text())["teachers"]))
+
+
+@app.command()
+def pitch(manifest: Path = typer.Argument(..., help="corpus manifest"),
+          out: Path = typer.Argument(..., help="feature folder: the teachers' (the targets go beside "
+                                     "them) or a new one (pitch targets only)"),
+          split: Optional[list[str]] = typer.Option(None, help="splits to cover (default train, dev)"),
+          hop_length: int = typer.Option(320, help="the codec's hop (320 = 50 Hz at 16 kHz)")):
+    """Store the pitch targets (Praat log-F0 and voicing on the codec's frames) for the pitch loss:
+    into an existing teacher feature folder, or a folder of their own for a run without
+    distillation (`train MANIFEST OUT RUN --set loss.distillation=0 --set loss.pitch=5`)."""
+    from .teachers.pitch import precompute_pitch
+
+    try:
+        index = precompute_pitch(manifest, out, hop_length, splits=tuple(split or ("train", "dev")))
+    except ValueError as err:
+        _fail(str(err))
+    typer.echo(f"{len(json.loads(index.read_text())['items'])} utterances -> {index}")
 
 
 @app.command()
 def train(manifest: Path = typer.Argument(..., help="corpus manifest (train and dev splits)"),
           features: str = typer.Argument(..., help="teacher feature folder, or '-' for none (with "
                                          "--set train_parts=decoder or loss.distillation=0)"),
-          run: Path = typer.Argument(..., help="run folder (state, logs, best/)"),
-          preset: str = typer.Option("small", help="paper, small, tiny, or a .json file"),
+          run: str = typer.Argument(..., help=RUN_HELP),
+          preset: Optional[str] = typer.Option(None, help="paper, small, tiny, ..., or a .json file "
+                                               "(default small; with --resume-from, the state's recipe)"),
           set_: Optional[list[str]] = typer.Option(None, "--set", help="override, e.g. steps=500 or loss.lm=0"),
           device: str = typer.Option("auto", help="auto, cpu or cuda"),
           threads: int = typer.Option(0, help="CPU threads (0: torch's default)"),
@@ -118,39 +143,92 @@ def train(manifest: Path = typer.Argument(..., help="corpus manifest (train and 
                                                      "(a session's or a lease's end); resume later"),
           init_from: Optional[Path] = typer.Option(None, help="a new run starts from this checkpoint's codec "
                                                    "weights (e.g. the shipped default) instead of random ones"),
+          resume_from: Optional[Path] = typer.Option(None, help="a new run goes on from this compact state "
+                                                     "(`state export`): its weights, step, data position and "
+                                                     "recipe; fresh optimiser moments under a re-warm"),
+          export_state: Optional[Path] = typer.Option(None, help="at the end, write the compact state here "
+                                                      "(e.g. training/state)"),
           fresh: bool = typer.Option(False, help="ignore an existing state.pt instead of resuming")):
     """Train (or resume) a run; the best dev checkpoint is exported to RUN/best."""
     import torch
 
-    from .config import TrainConfig, parse_overrides
+    from .compact import export_compact, read_compact, resume_from_compact, run_figures
+    from .config import TrainConfig, parse_overrides, with_overrides
+    from .runs import resolve_run
     from .trainer import Trainer
 
+    run_dir = resolve_run(run)
+    typer.echo(f"run folder: {run_dir}", err=True)
     if threads:
         torch.set_num_threads(threads)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    if resume_from and (preset or init_from):
+        _fail("--resume-from takes the recipe and the weights from the state: change the recipe with --set")
     try:
-        config = TrainConfig.load(preset, parse_overrides(set_ or []))
+        overrides = parse_overrides(set_ or [])
+        config = (TrainConfig.from_dict(with_overrides(read_compact(resume_from)["config"], overrides)) if resume_from
+                  else TrainConfig.load(preset or "small", overrides))
     except ValueError as err:
         _fail(str(err))
-    if features != "-" and (config.train_parts == "decoder" or config.loss.distillation == 0):
-        typer.echo(f"note: nothing is distilled in this run, so {features} is not read", err=True)
+    if features != "-" and (config.train_parts == "decoder" or config.loss.distillation == config.loss.pitch == 0):
+        typer.echo(f"note: nothing is distilled and no pitch is targeted in this run, so {features} is not read",
+                   err=True)
     try:
-        trainer = Trainer(config, run, manifest, None if features == "-" else Path(features), device)
+        trainer = Trainer(config, run_dir, manifest, None if features == "-" else Path(features), device)
     except ValueError as err:
         _fail(str(err))
     if not fresh and trainer.resume():
-        typer.echo(f"resuming {run} at step {trainer.step}")
+        typer.echo(f"resuming {run_dir} at step {trainer.step}")
+    elif resume_from:
+        try:
+            notes = resume_from_compact(trainer, resume_from)
+        except ValueError as err:
+            _fail(str(err))
+        for note in notes:
+            typer.echo(f"note: {note}", err=True)
+        typer.echo(f"continuing {resume_from} at step {trainer.step} in {run_dir}")
     elif init_from:
         try:
             trainer.init_from(init_from)
         except ValueError as err:
             _fail(str(err))
     logs = trainer.fit(until, time_limit)
+    if export_state and trainer.rank == 0:
+        export_compact(trainer.state_dict(), export_state, run_figures(run_dir))
+        typer.echo(f"compact state -> {export_state}", err=True)
     typer.echo(json.dumps({"step": trainer.step, **{k: round(v, 5) for k, v in logs.items()}}))
 
 
+state_app = typer.Typer(help="The compact resumable state (fp16 weights, step, recipe; no optimiser).",
+                        no_args_is_help=True)
+app.add_typer(state_app, name="state")
+
+
+@state_app.command("export")
+def state_export(run: str = typer.Argument(..., help=RUN_HELP),
+                 out: Path = typer.Argument(Path("training/state"), help="folder, replaced as a whole"),
+                 figures: Optional[list[Path]] = typer.Option(None, help="results.json of `dmcodec-train eval` "
+                                                              "on held-out sets to record (repeat)"),
+                 critics: bool = typer.Option(True, help="keep the trained critics (--no-critics: smaller; "
+                                              "they start afresh on resume)")):
+    """Write a run's compact state: what `train --resume-from` continues on another machine."""
+    from .compact import export_compact, run_figures
+    from .runs import resolve_run
+    from .state import load_state
+
+    run_dir = resolve_run(run)
+    try:
+        state = load_state(run_dir)
+    except FileNotFoundError as err:
+        _fail(str(err))
+    path = export_compact(state, out, run_figures(run_dir if run_dir.is_dir() else run_dir.parent, figures or []),
+                          critics)
+    size = sum(f.stat().st_size for f in path.iterdir()) / 2**20
+    typer.echo(f"step {int(state['step'])} -> {path} ({size:.1f} MiB)")
+
+
 @app.command()
-def export(run: Path = typer.Argument(..., help="run folder or its state.pt"),
+def export(run: str = typer.Argument(..., help="run name, run folder or its state.pt"),
            out: Path = typer.Argument(..., help="output folder (serving) or .pt file (release format)"),
            fp16: bool = typer.Option(False, help="store weights in float16 (codebooks stay float32)"),
            name: Optional[str] = typer.Option(None, help="model name recorded in the checkpoint")):
@@ -158,8 +236,9 @@ def export(run: Path = typer.Argument(..., help="run folder or its state.pt"),
     import torch
 
     from .export import export_run
+    from .runs import resolve_run
 
-    path = export_run(run, out, torch.float16 if fp16 else torch.float32, name)
+    path = export_run(resolve_run(run), out, torch.float16 if fp16 else torch.float32, name)
     typer.echo(path)
 
 
@@ -176,15 +255,22 @@ def evaluate(manifest: Path = typer.Argument(..., help="manifest with transcript
                                       "measures only, a quick probe)"),
              opus: Optional[list[float]] = typer.Option(None, help="also score Opus at this bitrate in "
                                                         "kbps (repeat: --opus 4 --opus 6)"),
+             pitch_probe: int = typer.Option(0, help="latent pitch probe: train it on this many train-split "
+                                             "clips (e.g. 300) and report its median error in cents per model "
+                                             "(the originals' row: read from their log-mel)"),
+             probe_manifest: Optional[Path] = typer.Option(None, help="where the probe's train split comes "
+                                                           "from (default: MANIFEST)"),
              title: str = typer.Option("")):
-    """Score checkpoints on a split: WER/WIL, STOI, PESQ, ViSQOL, mel distance, codebook use."""
+    """Score checkpoints on a split: WER/WIL, STOI, PESQ, ViSQOL, mel distance, F0 and voicing errors,
+    the latent pitch probe, codebook use. `--n-q 1` scores RVQ-1 alone (its WER: the phonetic content)."""
     from .evaluation.harness import evaluate as run_evaluation
     from .evaluation.harness import to_markdown, write_report
     from .teachers.asr import Recognizer
 
     try:
         rows = run_evaluation(manifest, checkpoints or [], split, limit, n_q, Recognizer(whisper) if asr else None,
-                              visqol, opus_kbps=tuple(opus or ()), asr=asr)
+                              visqol, opus_kbps=tuple(opus or ()), asr=asr, probe_clips=pitch_probe,
+                              probe_manifest=probe_manifest)
     except ValueError as err:
         _fail(str(err))
     write_report(rows, out, title)

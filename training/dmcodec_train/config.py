@@ -25,6 +25,7 @@ class LossWeights:
     distillation: float = 10.0
     lm: float = 0.5  # share of the distillation weight for the LM teacher
     speech: float = 0.5  # and for the speech teacher
+    pitch: float = 0.0  # the pitch target (log-F0 L1 in octaves + voicing BCE); 0: no pitch head
 
 
 @dataclass
@@ -39,6 +40,8 @@ class TrainConfig:
         commitment and distillation only - the warm-up option). discriminator_width scales
         the critics' channels; periods / stft_n_ffts / msd_scales set their shapes.
     lm_levels, speech_levels: the RVQ levels each teacher distils into ("1", "1:8", "8").
+    pitch_levels: the RVQ levels the pitch head reads (with loss.pitch > 0; the targets come
+        from the feature folder's `pitch.json`).
     quantizer_warmup: steps that train encoder and decoder without the quantizer. A randomly
         initialised encoder's output is a near-constant offset with tiny variation over time;
         codebooks fitted to it collapse to a few codes and the commitment loss then holds the
@@ -53,6 +56,8 @@ class TrainConfig:
         1, and 2.0 would re-draw almost every code at every step, so small presets lower it.
     validate_every, checkpoint_every, log_every: in steps. dev_utterances: dev set size used.
     mixed_precision: bf16 autocast on CUDA (ignored on CPU); the quantizer stays fp32.
+    rewarm_steps: after resuming from a compact state (no optimiser moments), the learning rate
+        ramps up again over this many steps while Adam's moments re-estimate themselves.
     train_parts: "codec" trains encoder, quantizer, decoder and distillation heads; "decoder"
         keeps the encoder and the codebooks frozen, so a run started from a checkpoint keeps
         its tokens exactly while the decoder learns (no distillation, no teacher features).
@@ -81,6 +86,7 @@ class TrainConfig:
     n_mels: int | tuple[int, ...] = 80
     lm_levels: str = "1"
     speech_levels: str = "1:8"
+    pitch_levels: str = "1:8"
     quantizer_warmup: int = 0
     codebook_init_batches: int = 1
     quantizer_dropout: float = 0.0
@@ -91,6 +97,7 @@ class TrainConfig:
     log_every: int = 25
     dev_utterances: int = 32
     mixed_precision: bool = True
+    rewarm_steps: int = 100
     train_parts: str = "codec"
 
     def codec_config(self) -> CodecConfig:
@@ -119,24 +126,48 @@ class TrainConfig:
     @classmethod
     def load(cls, name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
         """A preset name (`paper`, `small`, `tiny`) or a JSON file, with dotted-key overrides
-        such as {"steps": 100, "loss.distillation": 0}."""
-        path = Path(name_or_path)
-        if not path.suffix:
-            path = PRESET_DIR / f"{name_or_path}.json"
-        if not path.exists():
-            choices = sorted(p.stem for p in PRESET_DIR.glob("*.json"))
-            raise ValueError(f"no training preset {name_or_path!r} (presets: {choices}, or a .json file)")
-        data = json.loads(path.read_text())
-        for key, value in (overrides or {}).items():
-            target = data
-            *parents, leaf = key.split(".")
-            for parent in parents:
-                target = target.setdefault(parent, {})
-            target[leaf] = value
-        return cls.from_dict(data)
+        such as {"steps": 100, "loss.distillation": 0}. A preset may start from another with
+        `"extends": "<preset>"` and list only what it changes."""
+        return cls.from_dict(with_overrides(_preset_data(name_or_path), overrides or {}))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def _preset_data(name_or_path: str | Path, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PRESET_DIR / f"{name_or_path}.json"
+    if not path.exists():
+        choices = sorted(p.stem for p in PRESET_DIR.glob("*.json"))
+        raise ValueError(f"no training preset {name_or_path!r} (presets: {choices}, or a .json file)")
+    data = json.loads(path.read_text())
+    base = data.pop("extends", None)
+    if base is None:
+        return data
+    if base in seen:
+        raise ValueError(f"presets extend each other in a circle: {[*seen, base]}")
+    return _merge(_preset_data(base, (*seen, str(name_or_path))), data)
+
+
+def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `changes` on top; nested dicts (the loss weights) merge key by key."""
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def with_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `data` (a config as a dict) with dotted-key overrides applied."""
+    data = json.loads(json.dumps(data))
+    for key, value in overrides.items():
+        target = data
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[leaf] = value
+    return data
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:

@@ -1,16 +1,16 @@
-"""The training loop: codec + distillation heads against three discriminator families.
+"""The training loop: codec + distillation and pitch heads against three discriminator families.
 
 One step: a batch of crops -> the codec's reconstruction and RVQ features -> (after
 `adversarial_start`) a discriminator update on real vs generated audio -> a generator update on
-mel + waveform + commitment + adversarial + feature-matching + distillation losses.
+mel + waveform + commitment + adversarial + feature-matching + distillation + pitch losses.
 Runs on one CPU or GPU, or several GPUs under `torchrun` (DDP).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
-import math
 import os
 import platform
 import time
@@ -39,25 +39,29 @@ from .losses import (
     generator_loss,
     select_levels,
 )
+from .losses.pitch import PitchHead, pitch_loss
 from .mel import MultiScaleMelLoss, mel_distance
+from .schedule import lr_factor
 from .state import STATE_NAME, load_state, save_state
-from .teachers.precompute import FeatureStore
+from .teachers.store import FeatureStore
 
 
 class Generator(nn.Module):
-    """The codec and its two distillation heads, trained (and DDP-wrapped) as one module.
+    """The codec, its distillation heads and its pitch head, trained (and DDP-wrapped) as one module.
 
     teacher_dims: the LM and speech teachers' widths, one distillation head each (none: no
     distillation). decoder_only: train the decoder alone, with the encoder and codebooks frozen
-    in eval mode (no EMA updates), so the tokens do not move.
+    in eval mode (no EMA updates), so the tokens do not move. pitch: add the pitch head.
     """
 
-    def __init__(self, codec: DMCodec, teacher_dims: dict[str, int], decoder_only: bool = False):
+    def __init__(self, codec: DMCodec, teacher_dims: dict[str, int], decoder_only: bool = False,
+                 pitch: bool = False):
         super().__init__()
         self.codec = codec
         dim = codec.config.dimension
         self.decoder_only = decoder_only
         self.heads = nn.ModuleDict({name: DistillationHead(dim, width) for name, width in teacher_dims.items()})
+        self.pitch_head = PitchHead(dim) if pitch else None
         # The release's `transform` head is not trained here: the heads above replace it.
         codec.transform.requires_grad_(False)
         if self.decoder_only:
@@ -85,22 +89,14 @@ class Generator(nn.Module):
         return CodecOutput(self.codec.decoder(latent), None, latent.new_zeros(()), [latent])
 
 
-def _cosine_with_warmup(config: TrainConfig):
-    def factor(step: int) -> float:
-        if step < config.warmup_steps:
-            return (step + 1) / config.warmup_steps
-        progress = min(1.0, (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps))
-        return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-    return factor
-
-
 class Trainer:
     """Args:
         config: the run's settings.
         run_dir: where state.pt, config.json, metrics.csv, TensorBoard logs and best/ go.
         manifest: utterances (train split for training, dev split for validation).
-        features: the folder `dmcodec-train teachers` wrote; None when nothing is distilled
-            (train_parts "decoder", or loss.distillation 0).
+        features: the folder `dmcodec-train teachers` (or `pitch`) wrote; None when nothing is
+            distilled and there is no pitch target (train_parts "decoder", or loss.distillation
+            and loss.pitch 0).
         device: "cpu", "cuda" (under torchrun each process takes its LOCAL_RANK's GPU).
     """
 
@@ -123,10 +119,14 @@ class Trainer:
         self.hop = codec_config.hop_length
         decoder_only = config.train_parts == "decoder"
         self.distilling = not decoder_only and config.loss.distillation > 0
-        if features is None and self.distilling:
+        self.pitching = not decoder_only and config.loss.pitch > 0
+        store = FeatureStore(features) if features is not None and (self.distilling or self.pitching) else None
+        if self.distilling and (store is None or not store.has_teachers):
             raise ValueError("distillation needs teacher features (`dmcodec-train teachers`); "
                              "train without it with loss.distillation=0")
-        store = FeatureStore(features) if features is not None and self.distilling else None
+        if self.pitching and (store is None or not store.has_pitch):
+            raise ValueError("the pitch target needs pitch targets in the feature folder (`dmcodec-train "
+                             "teachers`, or `dmcodec-train pitch` for a folder of its own); or set loss.pitch=0")
         self.teachers = store.index["teachers"] if store is not None else {}
         self.manifest = Path(manifest)
         train = read_manifest(manifest, "train")
@@ -134,11 +134,13 @@ class Trainer:
         segment_frames = max(1, round(config.segment_seconds * codec_config.frame_rate))
         self.sampler = CropSampler(train, store, segment_frames, self.hop, codec_config.sample_rate, config.seed)
         self.train_hours = sum(u.duration for u in train) / 3600
+        self.train_ids = [u.id for u in train]
 
         codec = init_weights(DMCodec(codec_config))
         for level in codec.quantizer.levels:
             level.dead_code_threshold = config.dead_code_threshold
-        self.generator = Generator(codec, store.dims if store is not None else {}, decoder_only).to(self.device)
+        self.generator = Generator(codec, store.dims if store is not None and self.distilling else {}, decoder_only,
+                                   self.pitching).to(self.device)
         self.discriminators = Discriminators(config.periods, config.msd_scales, config.stft_n_ffts,
                                              config.discriminator_width).to(self.device)
         self.mel_loss = MultiScaleMelLoss(codec_config.sample_rate, config.mel_n_ffts, config.n_mels).to(self.device)
@@ -146,10 +148,13 @@ class Trainer:
         trainable = [p for p in self.generator.parameters() if p.requires_grad]
         self.g_opt = torch.optim.Adam(trainable, config.lr, config.betas, weight_decay=config.weight_decay)
         self.d_opt = torch.optim.Adam(self.discriminators.parameters(), config.disc_lr, config.betas)
-        self.g_sched = torch.optim.lr_scheduler.LambdaLR(self.g_opt, _cosine_with_warmup(config))
+        # Set by a resume from a compact state (no optimiser moments): the rate ramps up again from there.
+        self.rewarm_from: int | None = None
+        self.g_sched = torch.optim.lr_scheduler.LambdaLR(
+            self.g_opt, lambda step: lr_factor(config, step, self.rewarm_from))
         # The critics start late; their rate follows the global step, so they skip the warm-up.
-        schedule = _cosine_with_warmup(config)
-        self.d_sched = torch.optim.lr_scheduler.LambdaLR(self.d_opt, lambda _: schedule(self.step))
+        self.d_sched = torch.optim.lr_scheduler.LambdaLR(
+            self.d_opt, lambda _: lr_factor(config, self.step, self.rewarm_from))
         self.best_dev_mel = float("inf")
         self.g_model: nn.Module = self.generator
         self.d_model: nn.Module = self.discriminators
@@ -173,6 +178,8 @@ class Trainer:
             "g_opt": self.g_opt.state_dict(), "d_opt": self.d_opt.state_dict(),
             "g_sched": self.g_sched.state_dict(), "d_sched": self.d_sched.state_dict(),
             "rng_cpu": torch.get_rng_state(),
+            "rewarm_from": -1 if self.rewarm_from is None else self.rewarm_from,
+            "data": json.dumps(self.data_position()),
             **({"rng_cuda": torch.cuda.get_rng_state(self.device)} if self.device.type == "cuda" else {}),
         }
 
@@ -188,6 +195,14 @@ class Trainer:
             torch.cuda.set_rng_state(state["rng_cuda"], self.device)
         self.step = int(state["step"])
         self.best_dev_mel = float(state["best_dev_mel"])
+        rewarm_from = int(state.get("rewarm_from", -1))  # states saved before re-warming existed lack it
+        self.rewarm_from = None if rewarm_from < 0 else rewarm_from
+
+    def data_position(self) -> dict:
+        """What, with the step, fixes the batches: the seed and the train rows they are drawn from."""
+        digest = hashlib.sha256("\n".join(self.train_ids).encode()).hexdigest()
+        return {"seed": self.config.seed, "manifest": self.manifest.name, "train_utterances": len(self.train_ids),
+                "train_ids_sha256": digest}
 
     def resume(self) -> bool:
         """Continue from `run_dir/state.pt` if it exists; returns whether it did."""
@@ -274,6 +289,12 @@ class Trainer:
             logs.update(self._distillation(output.levels, batch))
             total = total + weights.distillation * (weights.lm * logs["distill_lm"]
                                                     + weights.speech * logs["distill_speech"])
+        if self.pitching:
+            assert self.generator.pitch_head is not None
+            log_f0, voicing = self.generator.pitch_head(select_levels(output.levels, config.pitch_levels))
+            logs["pitch_f0"], logs["pitch_voicing"] = pitch_loss(log_f0, voicing, batch.log_f0, batch.voiced,
+                                                                 batch.frame_mask)
+            total = total + weights.pitch * (logs["pitch_f0"] + logs["pitch_voicing"])
         if adversarial:
             with self._autocast():
                 fake_outputs = self.d_model(fake)
@@ -396,4 +417,6 @@ class Trainer:
 
 
 _CSV_FIELDS = ("step", "lr", "total", "mel", "waveform", "commitment", "distill_lm", "distill_speech",
-               "adversarial", "feature_matching", "disc", "grad_norm", "dev_mel", "steps_per_s")
+               "adversarial", "feature_matching", "disc", "grad_norm", "dev_mel", "steps_per_s",
+               # Later additions go last, so that a resumed older run keeps its columns in place.
+               "pitch_f0", "pitch_voicing")

@@ -4,7 +4,9 @@ For every checkpoint: ASR WER/WIL on the resynthesised speech against the refere
 and against ASR on the original audio, STOI, wideband PESQ, ViSQOL (speech mode), log-mel
 distance, per-level codebook usage and perplexity, and the bitrate. The originals' own ASR
 scores form the first row, as the paper's Table 1 does ("Ground truth"). Opus rows, when asked
-for, score the classical codec on the same clips.
+for, score the classical codec on the same clips. With the latent pitch probe, each model's row
+says how much pitch its tokens carry (`pitch_probe.py`), and the originals' row what the probe
+reads from their log-mel.
 """
 
 from __future__ import annotations
@@ -26,8 +28,13 @@ from ..mel import mel_distance
 from ..teachers.asr import Recognizer
 from .metrics import codebook_statistics, pesq_wideband, pitch_errors, stoi, visqol_speech, word_errors
 from .opus import opus_roundtrip
+from .pitch_probe import PitchProbe, ProbeClips, latent_featurizer, log_mel_features
 
 SAMPLE_RATE = 16000  # the metrics' rate (PESQ wideband, Whisper)
+PROBE_HOP = 320  # the log-mel reference of the pitch probe on the codecs' 50 Hz frames
+# The probe trains on the first seconds of each train clip: many voices matter more than long
+# clips (300 clips of 2 s read v1's latent as well as whole clips did, in half the time).
+PROBE_TRAIN_SECONDS = 2.0
 
 
 @dataclass
@@ -84,9 +91,14 @@ class _Scorer:
 
 def evaluate(manifest: str | Path, checkpoints: list[str | Path], split: str = "test", limit: int | None = None,
              n_q: int | None = None, recognizer: Recognizer | None = None, visqol: bool = True,
-             progress: bool = True, opus_kbps: tuple[float, ...] = (), asr: bool = True) -> list[Result]:
+             progress: bool = True, opus_kbps: tuple[float, ...] = (), asr: bool = True,
+             probe_clips: int = 0, probe_manifest: str | Path | None = None,
+             probe: PitchProbe | None = None) -> list[Result]:
     """Rows: the originals first, then one per checkpoint (in the order given), then Opus at
-    each of `opus_kbps`. asr=False leaves the word error rates out (no Whisper runs)."""
+    each of `opus_kbps`. asr=False leaves the word error rates out (no Whisper runs).
+    probe_clips: train the latent pitch probe on this many clips of the train split of
+    `probe_manifest` (default `manifest`), spread evenly over it (their first
+    `PROBE_TRAIN_SECONDS`); 0 leaves the probe out. probe: its settings (default `PitchProbe()`)."""
     utterances = read_manifest(manifest, split)[:limit]
     if not utterances:
         raise ValueError(f"{manifest}: no utterances in split {split!r}")
@@ -98,6 +110,11 @@ def evaluate(manifest: str | Path, checkpoints: list[str | Path], split: str = "
     rows = [Result("original", {**(word_errors(references, original_asr) if asr else {}), "bitrate_kbps": 256.0})]
 
     score = _Scorer(originals, references, original_asr, recognizer, visqol, progress)
+    probe, clips = probe or PitchProbe(), _probe_clips(probe_manifest or manifest, probe_clips, originals)
+    if clips is not None:
+        # What a representation of the audio itself gives: the reference for the models' rows.
+        rows[0].scores["pitch_probe_cents"] = clips.score(
+            probe, PROBE_HOP, lambda audios: [log_mel_features(a, SAMPLE_RATE, PROBE_HOP) for a in audios])
 
     for checkpoint in checkpoints:
         with Tokenizer.from_pretrained(checkpoint) as tokenizer:
@@ -106,19 +123,35 @@ def evaluate(manifest: str | Path, checkpoints: list[str | Path], split: str = "
                 raise ValueError(f"{checkpoint}: evaluation runs at 16 kHz, the model at {loaded.config.sample_rate}")
             codes = tokenizer.encode_arrays(originals, n_q)
             decoded = tokenizer.decode_many([(c, len(a)) for c, a in zip(codes, originals)])
-        rows.append(Result(loaded.name, score(loaded.name, decoded, loaded.config.bitrate(n_q) / 1000),
-                           codebook_statistics(codes, loaded.config.codebook_size)))
+            scores = score(loaded.name, decoded, loaded.config.bitrate(n_q) / 1000)
+            if clips is not None:
+                scores["pitch_probe_cents"] = clips.score(probe, loaded.config.hop_length,
+                                                          latent_featurizer(tokenizer, n_q))
+        rows.append(Result(loaded.name, scores, codebook_statistics(codes, loaded.config.codebook_size)))
     for kbps in opus_kbps:
         name = f"opus-{kbps:g}kbps"
         rows.append(Result(name, score(name, [opus_roundtrip(a, SAMPLE_RATE, kbps) for a in originals], kbps)))
     return rows
 
 
+def _probe_clips(manifest: str | Path, count: int, originals: list[np.ndarray]) -> ProbeClips | None:
+    if not count:
+        return None
+    train = read_manifest(manifest, "train")
+    if not train:
+        raise ValueError(f"{manifest}: the pitch probe trains on a train split, and this manifest has none "
+                         "(--probe-manifest: the corpus manifest)")
+    chosen = train[:: max(1, len(train) // count)][:count]
+    crop = int(PROBE_TRAIN_SECONDS * SAMPLE_RATE)
+    return ProbeClips([load_audio(u.path, SAMPLE_RATE)[0][:crop] for u in chosen], originals, SAMPLE_RATE)
+
+
 # (header, score key, format): word error rates are percentages, shown like the paper's tables.
 _COLUMNS = [("WER", "wer", ".1f"), ("WIL", "wil", ".1f"), ("WER vs orig. ASR", "wer_vs_original_asr", ".1f"),
             ("ViSQOL", "visqol", ".2f"), ("STOI", "stoi", ".3f"), ("PESQ-wb", "pesq", ".2f"),
             ("Mel dist.", "mel_distance", ".3f"), ("F0 RMSE (cents)", "f0_rmse_cents", ".0f"),
-            ("V/UV err. %", "vuv_error", ".1f"), ("kbps", "bitrate_kbps", ".1f")]
+            ("V/UV err. %", "vuv_error", ".1f"), ("Pitch probe (cents)", "pitch_probe_cents", ".0f"),
+            ("kbps", "bitrate_kbps", ".1f")]
 
 
 def to_markdown(rows: list[Result], title: str = "") -> str:

@@ -7,6 +7,8 @@ import re
 
 import numpy as np
 
+from ..pitch import pitch_track
+
 
 def _same_length(reference: np.ndarray, degraded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n = min(len(reference), len(degraded))
@@ -30,25 +32,12 @@ def pesq_wideband(reference: np.ndarray, degraded: np.ndarray, rate: int) -> flo
         return float("nan")
 
 
-# Praat's defaults widened for children's and high synthetic voices.
-_F0_RANGE_HZ = (60.0, 500.0)
-
-
-def _pitch_track(audio: np.ndarray, rate: int) -> np.ndarray:
-    """F0 in Hz every 10 ms, 0 where Praat's autocorrelation tracker hears no voicing."""
-    import parselmouth
-
-    pitch = parselmouth.Sound(audio, sampling_frequency=rate).to_pitch_ac(
-        time_step=0.01, pitch_floor=_F0_RANGE_HZ[0], pitch_ceiling=_F0_RANGE_HZ[1])
-    return np.asarray(pitch.selected_array["frequency"], dtype=np.float64)
-
-
 def pitch_errors(reference: np.ndarray, degraded: np.ndarray, rate: int) -> dict[str, float]:
     """How well the pitch survived: F0 RMSE in cents over the frames voiced in both, and the
     share of frames (percent) whose voiced/unvoiced decision changed. A decoder that keeps the
     spectral envelope but loses the harmonics scores well on STOI and badly here (and on PESQ)."""
     # Equal-length signals give equal-length tracks.
-    f0_ref, f0_deg = (_pitch_track(a, rate) for a in _same_length(reference, degraded))
+    f0_ref, f0_deg = (pitch_track(a, rate)[1] for a in _same_length(reference, degraded))
     voiced_ref, voiced_deg = f0_ref > 0, f0_deg > 0
     both = voiced_ref & voiced_deg
     cents = 1200.0 * np.log2(f0_deg[both] / f0_ref[both])

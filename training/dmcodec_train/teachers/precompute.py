@@ -6,6 +6,7 @@ Layout of the output folder:
                               `<id>/speech` [F, D_speech] fp16 (F = the codec's frames)
     shard-00000.json          per utterance: frames, ASR text and word times
     index.json                teachers, dims, frame rate, and which shard holds each id
+    pitch-*.safetensors, pitch.json   the pitch targets (`teachers/pitch.py`), unless pitch=False
 A shard is written to a temporary name and renamed, so an interrupted run resumes at the
 first missing shard.
 """
@@ -20,7 +21,6 @@ from typing import Protocol
 
 import numpy as np
 import torch
-from safetensors import safe_open
 from tqdm import tqdm
 
 from dmcodec.audio import load_audio
@@ -29,8 +29,8 @@ from dmcodec.checkpoint import write_safetensors
 from ..data.manifest import Utterance, read_manifest
 from .asr import Recognizer
 from .lm import LMTeacher, align_to_frames, transcript_words
-
-INDEX = "index.json"
+from .pitch import precompute_pitch
+from .store import INDEX
 
 
 class SpeechTeacher(Protocol):
@@ -43,12 +43,12 @@ class SpeechTeacher(Protocol):
 def precompute(manifest: str | Path, out: str | Path, speech: SpeechTeacher, lm: LMTeacher,
                recognizer: Recognizer, hop_length: int = 320, sample_rate: int = 16000,
                splits: tuple[str, ...] = ("train", "dev"), shard_size: int = 128, progress: bool = True,
-               lm_text: str = "transcript") -> Path:
+               lm_text: str = "transcript", pitch: bool = True) -> Path:
     """Features for every utterance of `splits` in `manifest`; returns the index path.
 
     lm_text: "transcript" feeds the LM teacher the manifest's transcript (timed by the ASR's
     words), falling back to the ASR's text where a row has none; "asr" always uses the ASR
-    text, as the paper does.
+    text, as the paper does. pitch: also store the pitch targets (cheap beside the teachers).
     """
     if lm_text not in ("transcript", "asr"):
         raise ValueError(f"lm_text must be 'transcript' or 'asr', got {lm_text!r}")
@@ -78,6 +78,8 @@ def precompute(manifest: str | Path, out: str | Path, speech: SpeechTeacher, lm:
         "items": items,
     }
     (out / INDEX).write_text(json.dumps(index, indent=1) + "\n")
+    if pitch:
+        precompute_pitch(manifest, out, hop_length, sample_rate, splits, shard_size, progress)
     return out / INDEX
 
 
@@ -101,34 +103,3 @@ def _write_shard(shard: list[Utterance], path: Path, speech: SpeechTeacher, lm: 
     write_safetensors({k: v.contiguous() for k, v in tensors.items()}, tmp)
     path.with_suffix(".json").write_text(json.dumps(records) + "\n")
     os.replace(tmp, path)
-
-
-class FeatureStore:
-    """Reads precomputed features by utterance id (shards are memory-mapped, opened lazily)."""
-
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
-        index_path = self.root / INDEX
-        if not index_path.exists():
-            raise FileNotFoundError(f"{self.root}: no {INDEX}; run `dmcodec-train teachers` first")
-        self.index = json.loads(index_path.read_text())
-        self._open: dict[str, object] = {}
-
-    @property
-    def dims(self) -> dict[str, int]:
-        return {name: info["dim"] for name, info in self.index["teachers"].items() if isinstance(info, dict)}
-
-    def __contains__(self, utterance_id: str) -> bool:
-        return utterance_id in self.index["items"]
-
-    def get(self, utterance_id: str, start: int = 0, stop: int | None = None) -> dict[str, torch.Tensor]:
-        """Frames [start, stop) of `lm` [F, D] float32, `lm_mask` [F] bool, `speech` [F, D] float32."""
-        shard = self.index["items"][utterance_id]["shard"]
-        if shard not in self._open:
-            self._open[shard] = safe_open(str(self.root / shard), framework="pt")
-        handle = self._open[shard]
-        out = {}
-        for name in ("lm", "lm_mask", "speech"):
-            tensor = handle.get_slice(f"{utterance_id}/{name}")[start:stop]
-            out[name] = tensor.bool() if name == "lm_mask" else tensor.float()
-        return out
