@@ -116,6 +116,9 @@ def test_malformed_ids_get_a_422_that_names_the_wrong_position(service, vocabula
                  "invalid_tokens", "expected codes tokens of shape [n_q <= 8, frames], got (8,)")
     expect_error(service.post("/v1/decode", json={"input_ids": [[512, 1], [2]], "layout": "delay"}),
                  "invalid_tokens", "rectangular")
+    other_model = {**NPY, "X-DMCodec-Layout": "flat", "X-DMCodec-Model-Sha256": "0" * 64}
+    mismatch = service.post("/v1/decode", content=npy(flat), headers=other_model)
+    assert mismatch.status_code == 409 and mismatch.json()["error"]["code"] == "model_mismatch"
     assert service.post("/v1/decode", json={"input_ids": flat.tolist(), "layout": "flat"}).status_code == 200
 
 
