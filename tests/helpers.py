@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Union
 
@@ -81,6 +82,16 @@ def running_server(checkpoint: Path, log_path: Path, **settings):
 
     with local_server(checkpoint, log_path, workers=settings.pop("workers", 2), **settings) as server:
         yield server
+
+
+def readme_blocks(heading: str) -> list[tuple[str, str]]:
+    """The fenced code blocks of the README's section `heading` ("## For data pipelines"), up to
+    the next heading of any level, as (language, text) pairs."""
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index(f"\n{heading}\n") + len(heading) + 2:]
+    section = section[: min((section.index(mark) for mark in ("\n## ", "\n### ") if mark in section),
+                            default=len(section))]
+    return re.findall(r"```(\w+)\n(.*?)```", section, flags=re.S)
 
 
 def scrape(service: Union[str, httpx.Client]) -> dict[tuple, float]:

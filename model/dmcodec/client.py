@@ -4,6 +4,8 @@ They need only httpx beside the library (`pip install 'dmcodec[client]'`).
     with DMCodecClient("http://127.0.0.1:8000") as client:
         tokens = client.encode("speech.flac")          # dict: codes, n_q, num_samples, ...
         audio = client.decode(tokens)                   # float32 numpy array at 16 kHz
+        ids = client.encode("speech.flac", layout="flat")  # input_ids and the vocabulary fields
+        assert np.array_equal(client.decode(ids), audio)   # any layout decodes to the same audio
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import httpx
 import numpy as np
 import soundfile as sf
 
-from .tokens import TokenMetadata
+from .tokens import TokenMetadata, metadata_headers, payload_name
 
 AudioInput = Union[str, Path, bytes, np.ndarray]
 
@@ -50,23 +52,31 @@ def _audio_bytes(audio: AudioInput, sample_rate: Optional[int]) -> tuple[bytes, 
     return path.read_bytes(), path.name
 
 
-def _encode_request(audio: AudioInput, sample_rate: Optional[int], n_q: Optional[int], npy: bool) -> dict[str, Any]:
+def _given(**values: Any) -> dict[str, str]:
+    return {name: str(value) for name, value in values.items() if value}
+
+
+def _encode_request(audio: AudioInput, sample_rate: Optional[int], n_q: Optional[int], npy: bool,
+                    layout: Optional[str]) -> dict[str, Any]:
     data, name = _audio_bytes(audio, sample_rate)
-    params = {"format": "npy"} if npy else {}
-    fields = {"n_q": str(n_q)} if n_q else {}
-    return {"files": {"file": (name, data, "application/octet-stream")}, "data": fields, "params": params}
+    return {"files": {"file": (name, data, "application/octet-stream")}, "data": _given(n_q=n_q, layout=layout),
+            "params": _given(format="npy" if npy else None)}
 
 
-def _decode_request(tokens: Union[dict, np.ndarray], num_samples: Optional[int]) -> dict[str, Any]:
-    if isinstance(tokens, np.ndarray):
-        buffer = io.BytesIO()
-        np.save(buffer, tokens)
-        return {"content": buffer.getvalue(), "headers": {"content-type": "application/octet-stream"},
-                "params": {"num_samples": num_samples} if num_samples else {}}
-    body = dict(tokens)
-    if num_samples:
-        body["num_samples"] = num_samples
-    return {"json": body}
+def _decode_request(tokens: Union[dict, np.ndarray], num_samples: Optional[int], layout: Optional[str],
+                    stream: bool = False) -> dict[str, Any]:
+    """Tokens as `encode` returned them (JSON, or with npy=True an array beside the flat metadata),
+    or an array alone -> the request: JSON, or a .npy body with the metadata as its headers."""
+    params = _given(num_samples=num_samples, layout=layout, stream="true" if stream else None)
+    array = tokens if isinstance(tokens, np.ndarray) else \
+        tokens.get(payload_name(tokens.get("layout") or layout or "codes"))
+    if not isinstance(array, np.ndarray):
+        return {"json": tokens, "params": params}
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    headers = {} if isinstance(tokens, np.ndarray) else metadata_headers(tokens)
+    return {"content": buffer.getvalue(), "headers": {**headers, "content-type": "application/octet-stream"},
+            "params": params}
 
 
 class _StreamedWav:
@@ -101,7 +111,8 @@ def _result(response: httpx.Response, kind: str) -> Any:
         raise ServiceError(response.status_code, code, message, _retry_after(response))
     if kind == "npy":
         metadata = TokenMetadata.from_headers(response.headers)
-        return {"codes": np.load(io.BytesIO(response.content), allow_pickle=False), **metadata.flat()}
+        tokens = np.load(io.BytesIO(response.content), allow_pickle=False)
+        return {payload_name(metadata.layout): tokens, **metadata.flat()}
     if kind == "wav":
         audio, _ = sf.read(io.BytesIO(response.content), dtype="float32")
         return audio
@@ -119,6 +130,10 @@ class _Base:
         self.base_url = base_url.rstrip("/")
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.max_retries = max_retries
+
+    def _with_headers(self, request: dict[str, Any]) -> dict[str, Any]:
+        """`request` with the client's headers (the API key) beside its own (a .npy body's)."""
+        return {**request, "headers": {**self.headers, **request.get("headers", {})}}
 
 
 class DMCodecClient(_Base):
@@ -141,30 +156,35 @@ class DMCodecClient(_Base):
 
     def _post(self, path: str, kind: str, **request) -> Any:
         for attempt in range(self.max_retries + 1):
-            response = self._http.post(path, headers=self.headers, **request)
+            response = self._http.post(path, **self._with_headers(request))
             delay = _retry_delay(response, attempt, self.max_retries)
             if delay is None:
                 return _result(response, kind)
             time.sleep(delay)
 
     def encode(self, audio: AudioInput, sample_rate: Optional[int] = None, n_q: Optional[int] = None,
-               npy: bool = False) -> dict[str, Any]:
-        """A file path, bytes, or an array (with its sample_rate) -> the encode response
-        (with npy=True, `codes` is a uint16 array [n_q, frames] and the other keys are the flat
-        token metadata of `dmcodec.tokens`, read from the response headers)."""
-        return self._post("/v1/encode", "npy" if npy else "json", **_encode_request(audio, sample_rate, n_q, npy))
+               npy: bool = False, layout: Optional[str] = None) -> dict[str, Any]:
+        """A file path, bytes, or an array (with its sample_rate) -> the encode response: `codes`,
+        or in a `layout` other than codes (dmcodec.layouts) `input_ids`, beside the token metadata
+        (with npy=True, the tokens are an array - codes uint16 [n_q, frames], ids int32 - and the
+        other keys are the flat token metadata of `dmcodec.tokens`, read from the response headers)."""
+        return self._post("/v1/encode", "npy" if npy else "json",
+                          **_encode_request(audio, sample_rate, n_q, npy, layout))
 
-    def decode(self, tokens: Union[dict, np.ndarray], num_samples: Optional[int] = None) -> np.ndarray:
-        """An encode response (or codes [n_q, frames]) -> float32 audio at the model's rate."""
-        return self._post("/v1/decode", "wav", **_decode_request(tokens, num_samples))
+    def decode(self, tokens: Union[dict, np.ndarray], num_samples: Optional[int] = None,
+               layout: Optional[str] = None) -> np.ndarray:
+        """An encode response in any layout, JSON or npy (it records its layout and metadata), or
+        an array of tokens in `layout` (default codes [n_q, frames]) -> float32 audio at the
+        model's rate."""
+        return self._post("/v1/decode", "wav", **_decode_request(tokens, num_samples, layout))
 
-    def decode_stream(self, tokens: Union[dict, np.ndarray], num_samples: Optional[int] = None) -> Iterator[np.ndarray]:
+    def decode_stream(self, tokens: Union[dict, np.ndarray], num_samples: Optional[int] = None,
+                      layout: Optional[str] = None) -> Iterator[np.ndarray]:
         """Like `decode`, but yields float32 chunks of the audio as the service decodes it, window
         by window (memory bounded by a window on both sides); joined, they equal `decode`."""
-        request = _decode_request(tokens, num_samples)
-        request["params"] = {**request.get("params", {}), "stream": "true"}
+        request = _decode_request(tokens, num_samples, layout, stream=True)
         for attempt in range(self.max_retries + 1):
-            with self._http.stream("POST", "/v1/decode", headers=self.headers, **request) as response:
+            with self._http.stream("POST", "/v1/decode", **self._with_headers(request)) as response:
                 delay = _retry_delay(response, attempt, self.max_retries)
                 if delay is None:
                     if response.status_code >= 400:
@@ -205,26 +225,26 @@ class AsyncDMCodecClient(_Base):
 
     async def _post(self, path: str, kind: str, **request) -> Any:
         for attempt in range(self.max_retries + 1):
-            response = await self._http.post(path, headers=self.headers, **request)
+            response = await self._http.post(path, **self._with_headers(request))
             delay = _retry_delay(response, attempt, self.max_retries)
             if delay is None:
                 return _result(response, kind)
             await asyncio.sleep(delay)
 
     async def encode(self, audio: AudioInput, sample_rate: Optional[int] = None, n_q: Optional[int] = None,
-                     npy: bool = False) -> dict[str, Any]:
+                     npy: bool = False, layout: Optional[str] = None) -> dict[str, Any]:
         return await self._post("/v1/encode", "npy" if npy else "json",
-                                **_encode_request(audio, sample_rate, n_q, npy))
+                                **_encode_request(audio, sample_rate, n_q, npy, layout))
 
-    async def decode(self, tokens: Union[dict, np.ndarray], num_samples: Optional[int] = None) -> np.ndarray:
-        return await self._post("/v1/decode", "wav", **_decode_request(tokens, num_samples))
+    async def decode(self, tokens: Union[dict, np.ndarray], num_samples: Optional[int] = None,
+                     layout: Optional[str] = None) -> np.ndarray:
+        return await self._post("/v1/decode", "wav", **_decode_request(tokens, num_samples, layout))
 
-    async def decode_stream(self, tokens: Union[dict, np.ndarray],
-                            num_samples: Optional[int] = None) -> AsyncIterator[np.ndarray]:
-        request = _decode_request(tokens, num_samples)
-        request["params"] = {**request.get("params", {}), "stream": "true"}
+    async def decode_stream(self, tokens: Union[dict, np.ndarray], num_samples: Optional[int] = None,
+                            layout: Optional[str] = None) -> AsyncIterator[np.ndarray]:
+        request = _decode_request(tokens, num_samples, layout, stream=True)
         for attempt in range(self.max_retries + 1):
-            async with self._http.stream("POST", "/v1/decode", headers=self.headers, **request) as response:
+            async with self._http.stream("POST", "/v1/decode", **self._with_headers(request)) as response:
                 delay = _retry_delay(response, attempt, self.max_retries)
                 if delay is None:
                     if response.status_code >= 400:

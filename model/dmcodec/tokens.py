@@ -92,6 +92,12 @@ def header_fields(headers: Mapping[str, str]) -> dict[str, str]:
     return {name: lowered[header_name(name).lower()] for name in names if header_name(name).lower() in lowered}
 
 
+def metadata_headers(values: Mapping[str, Any]) -> dict[str, str]:
+    """The `X-DMCodec-*` headers of whichever schema fields `values` (flat metadata) hold: what a
+    `.npy` body is sent with, for `header_fields` to read back."""
+    return {header_name(f.name): str(values[f.name]) for f in fields(TokenMetadata) if f.name in values}
+
+
 def recorded_vocabulary(fields: Mapping[str, Any]) -> Vocabulary | None:
     """The vocabulary that flat token metadata (or a token JSON object) record, if any."""
     if not _int_field(fields, "vocab_version"):

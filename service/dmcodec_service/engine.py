@@ -12,7 +12,8 @@ from dmcodec import Tokenizer
 from dmcodec.config import CodecConfig
 from dmcodec.isolation import run_isolated
 from dmcodec.signals import speech_like
-from dmcodec.tokens import EncodedAudio, TokenMetadata
+from dmcodec.tokens import EncodedAudio
+from dmcodec.vocabulary import Vocabulary
 from dmcodec.windows import Window, plan_windows
 
 from .jobs import Abandoned, ModelJob
@@ -52,11 +53,14 @@ class Engine:
         """The windows a clip of `frames` frames is decoded in (the streamed decode's pieces)."""
         return plan_windows(frames, self.tokenizer.policy)
 
-    def wrap(self, codes: np.ndarray, num_samples: int) -> EncodedAudio:
-        return self.tokenizer.wrap(codes, num_samples)
+    @property
+    def vocabulary(self) -> Vocabulary:
+        """The ids of the token layouts other than codes (dmcodec.layouts)."""
+        return self.tokenizer.vocabulary
 
-    def metadata(self, codes: np.ndarray, num_samples: int) -> TokenMetadata:
-        return self.tokenizer.metadata(codes, num_samples)
+    def wrap(self, codes: np.ndarray, num_samples: int, layout: str = "codes") -> EncodedAudio:
+        """Codes [n_q, frames] of a clip -> its tokens and metadata, to be written in `layout`."""
+        return self.tokenizer.wrap(codes, num_samples, layout)
 
     def warm_up(self) -> None:
         """One encode and decode, so the first request does not pay for lazy initialisation."""

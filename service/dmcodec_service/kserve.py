@@ -7,6 +7,10 @@
     -> {"model_name", "model_version", "outputs": [{"name": "codes", "datatype": "INT64",
         "shape": [n_q, frames], "data": [...]}, {"name": "num_samples", ...}], "parameters": {...}}
 
+With the parameter `"layout": "flat"` (or delay, first) the first output is `input_ids`, the
+tokens in that layout (its shape: [length], or [n_q, columns] for delay); the parameters of the
+answer are the token metadata, the vocabulary fields among them (docs/tokens.md).
+
 The model's name is the checkpoint's, its version the checkpoint's sha256. Errors on these
 routes have the protocol's shape, `{"error": "<message>"}`. Tensors travel as JSON (the binary
 tensor extension is refused with a clear message).
@@ -25,9 +29,11 @@ from starlette.concurrency import run_in_threadpool
 
 from dmcodec import __version__
 from dmcodec.audio import MIN_SAMPLE_RATE, AudioError, AudioLimits, prepare
+from dmcodec.layouts import LAYOUTS
+from dmcodec.tokens import payload_name
 
 from .errors import APIError, describe
-from .inputs import requested_levels
+from .inputs import requested_layout
 from .jobs import EncodeJob
 from .schemas import ErrorResponse, Health
 from .security import require_api_key
@@ -91,7 +97,8 @@ async def model_metadata(request: Request, name: str) -> dict[str, Any]:
             "outputs": [{"name": "codes", "datatype": "INT64", "shape": [config.n_q, -1]},
                         {"name": "num_samples", "datatype": "INT64", "shape": [1]}],
             "parameters": {"sample_rate": config.sample_rate, "frame_rate": config.frame_rate,
-                           "codebook_size": config.codebook_size, "precision": info["precision"]}}
+                           "codebook_size": config.codebook_size, "precision": info["precision"],
+                           "layouts": ",".join(LAYOUTS), **service.engine.vocabulary.token_fields()}}
 
 
 @router.get(PROTOCOL_PREFIX + "/{name}/ready", dependencies=[Depends(require_api_key)], summary="Model ready")
@@ -150,14 +157,16 @@ async def infer(request: Request, name: str) -> dict[str, Any]:
             samples, request_id, parameters = await run_in_threadpool(_audio, body, config.sample_rate,
                                                                       service.audio_limits)
         seconds = samples.size / config.sample_rate
-        levels = requested_levels(config, parameters.get("n_q"))
+        layout, levels = requested_layout(config, parameters.get("layout"), parameters.get("n_q"))
         codes = await run_job(request, EncodeJob(samples, levels), seconds, ticket)
-    metadata = service.engine.metadata(codes, samples.size)
+    encoded = service.engine.wrap(codes, samples.size, layout)
+    tokens = encoded.tokens()  # codes [n_q, frames], or the ids in `layout`
     answer: dict[str, Any] = {
-        "model_name": name, "model_version": metadata.model_sha256,
-        "outputs": [{"name": "codes", "datatype": "INT64", "shape": list(codes.shape), "data": codes.ravel().tolist()},
+        "model_name": name, "model_version": encoded.metadata.model_sha256,
+        "outputs": [{"name": payload_name(layout), "datatype": "INT64", "shape": list(tokens.shape),
+                     "data": tokens.ravel().tolist()},
                     {"name": "num_samples", "datatype": "INT64", "shape": [1], "data": [samples.size]}],
-        "parameters": metadata.flat()}
+        "parameters": encoded.metadata.flat()}
     if request_id is not None:
         answer["id"] = request_id
     return answer

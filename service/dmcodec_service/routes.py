@@ -14,13 +14,14 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from dmcodec.audio import pcm16, wav_bytes, wav_header
-from dmcodec.tokens import codes_to_uint16
+from dmcodec.layouts import LAYOUTS
+from dmcodec.tokens import stored_tokens
 
 from .batcher import Ticket
 from .errors import APIError
-from .inputs import NPY_TYPES, content_type, decode_upload, parse_tokens, read_upload, requested_levels
+from .inputs import NPY_TYPES, checked_layout, content_type, decode_upload, parse_tokens, read_upload, requested_layout
 from .jobs import DecodeWindowJob, EncodeJob
-from .schemas import DecodeRequest, EncodeResponse, ErrorResponse, InfoResponse
+from .schemas import LAYOUT_TEXT, DecodeRequest, EncodeResponse, ErrorResponse, InfoResponse
 from .security import require_api_key
 from .submission import admitted, deadline_of, run_job, service_state, within_deadline
 
@@ -42,35 +43,42 @@ def _want_npy(request: Request, fmt: Optional[str]) -> bool:
     return any(t in accept for t in NPY_TYPES) and "application/json" not in accept
 
 
+LAYOUT_CHOICES: dict[str, Any] = {"enum": list(LAYOUTS)}
+ENCODE_LAYOUT = f"The tokens' layout: {LAYOUT_TEXT}. Other layouts than codes return input_ids."
+
+
 @router.post("/v1/encode", response_model=EncodeResponse, responses={
     **ERRORS, 200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
-                    "description": "JSON tokens, or with format=npy a uint16 .npy [n_q, frames] "
-                                   "with the metadata in X-DMCodec-* headers."}},
+                    "description": "JSON tokens, or with format=npy a .npy (codes: uint16 [n_q, frames]; "
+                                   "input_ids: int32) with the metadata in X-DMCodec-* headers."}},
     openapi_extra={"requestBody": {"required": True, "content": {
         "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
             "file": {"type": "string", "format": "binary", "description": "WAV, FLAC, OGG/Opus or MP3; "
                      "any rate; channels are averaged."},
             "n_q": {"type": "integer", "minimum": 1, "description": "Levels to return (1..n_q of the "
-                    "model; default all)."}}}},
+                    "model; default all)."},
+            "layout": {"type": "string", **LAYOUT_CHOICES, "description": ENCODE_LAYOUT}}}},
         "audio/*": {"schema": {"type": "string", "format": "binary"}}}}},
     dependencies=[Depends(require_api_key)], summary="Audio -> tokens")
 async def encode(request: Request,
                  n_q: Optional[int] = Query(None, description="Levels to return (1..n_q of the model; default "
-                                           "all)."),
+                                           "all; layout first: 1)."),
+                 layout: Optional[str] = Query(None, description=ENCODE_LAYOUT, json_schema_extra=LAYOUT_CHOICES),
                  format: Optional[str] = Query(None, pattern="^(json|npy)$", description="json or npy.")):
     service = service_state(request)
     engine = service.engine
     with admitted(request) as ticket:
         source, fields = await within_deadline(request, read_upload(request))
-        levels = requested_levels(engine.config, n_q if n_q is not None else fields.get("n_q"))
+        chosen, levels = requested_layout(engine.config, layout if layout is not None else fields.get("layout"),
+                                          n_q if n_q is not None else fields.get("n_q"))
         rate = engine.config.sample_rate
         async with service.decode_slots:
             samples = await run_in_threadpool(decode_upload, source, rate, service.audio_limits)
         codes = await run_job(request, EncodeJob(samples, levels), samples.size / rate, ticket)
-    encoded = engine.wrap(codes, samples.size)
+    encoded = engine.wrap(codes, samples.size, chosen)
     if _want_npy(request, format):
         buffer = io.BytesIO()
-        np.save(buffer, codes_to_uint16(codes))
+        np.save(buffer, stored_tokens(encoded))
         return Response(buffer.getvalue(), media_type="application/octet-stream",
                         headers=encoded.metadata.headers())
     return JSONResponse(encoded.to_json())
@@ -81,11 +89,14 @@ async def encode(request: Request,
                                                                  "exactly num_samples long."}},
     openapi_extra={"requestBody": {"required": True, "content": {
         "application/json": {"schema": DecodeRequest.model_json_schema()},
-        "application/octet-stream": {"schema": {"type": "string", "format": "binary",
-                                                "description": ".npy of [n_q, frames] integers"}}}}},
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary", "description": ".npy of "
+                                                "codes [n_q, frames], or of ids in a layout; the metadata of "
+                                                "the encode response may come as its X-DMCodec-* headers"}}}}},
     dependencies=[Depends(require_api_key)], summary="Tokens -> audio")
 async def decode(request: Request,
                  num_samples: Optional[int] = Query(None, ge=1, description="Output length (for .npy bodies)."),
+                 layout: Optional[str] = Query(None, description=f"The tokens' layout, if they do not record it: "
+                                               f"{LAYOUT_TEXT}.", json_schema_extra=LAYOUT_CHOICES),
                  stream: bool = Query(False, description="Send the WAV header at once, then each window's audio "
                                       "as soon as it is decoded.")):
     service = service_state(request)
@@ -98,8 +109,9 @@ async def decode(request: Request,
     config = engine.config
     with admitted(request) as ticket:
         body = await within_deadline(request, request.body())
-        item = await run_in_threadpool(parse_tokens, body, content_type(request), num_samples,
-                                       engine.codec.sha256, config.n_q)
+        item = await run_in_threadpool(lambda: parse_tokens(
+            body, content_type(request), layout=checked_layout(layout) if layout else None, headers=request.headers,
+            num_samples=num_samples, vocabulary=engine.vocabulary, served_sha=engine.codec.sha256))
         try:
             engine.check_codes(item.codes, item.num_samples)
         except ValueError as err:
@@ -179,7 +191,7 @@ async def info(request: Request) -> dict[str, Any]:
                    "request_timeout_s": s.request_timeout_s},
         "batching": {"max_batch_size": s.max_batch_size, "max_batch_audio_seconds": s.max_batch_audio_seconds,
                      "max_wait_ms": s.max_wait_ms},
-        "windowing": engine.windowing_info(),
+        "windowing": engine.windowing_info(), "vocabulary": engine.vocabulary.to_dict(),
     }
 
 

@@ -16,7 +16,9 @@ from helpers import running_server, scrape, value
 from dmcodec import Tokenizer
 from dmcodec.audio import wav_bytes
 from dmcodec.client import AsyncDMCodecClient, DMCodecClient
+from dmcodec.layouts import LAYOUTS
 from dmcodec.signals import speech_like
+from dmcodec.tokens import payload_name
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -41,6 +43,29 @@ def test_the_client_round_trips_over_a_real_socket(server, local, wav_dir):
         audio = client.decode(tokens)
     expected = local.encode(path)
     assert np.array_equal(np.array(tokens["codes"]), expected.codes) and audio.size == expected.num_samples
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_the_clients_send_and_take_back_tokens_in_any_layout(server, local, wav_dir, layout):
+    path = wav_dir / "clip3.wav"
+    expected = local.encode(path, layout=layout)
+    with DMCodecClient(server) as client:
+        reference = client.decode({"codes": expected.codes.tolist(), "num_samples": expected.num_samples})
+        tokens, stored = client.encode(path, layout=layout), client.encode(path, layout=layout, npy=True)
+        name = payload_name(layout)
+        assert np.array_equal(np.asarray(tokens[name]), expected.tokens()) and tokens["layout"] == layout
+        assert np.array_equal(stored[name], expected.tokens()) and stored["vocab_size"] == local.vocabulary.size
+        bare = client.decode(expected.tokens(), num_samples=expected.num_samples, layout=layout)
+        for audio in (client.decode(tokens), client.decode(stored), bare, np.concatenate(list(
+                client.decode_stream(stored)))):
+            assert np.array_equal(audio, reference)
+
+    async def with_the_async_client():
+        async with AsyncDMCodecClient(server) as client:
+            tokens = await client.encode(path, layout=layout, npy=True)
+            return await client.decode(tokens), np.concatenate([c async for c in client.decode_stream(tokens)])
+
+    assert all(np.array_equal(audio, reference) for audio in asyncio.run(with_the_async_client()))
 
 
 def test_invalid_configuration_fails_at_startup(tiny_checkpoint, tmp_path):

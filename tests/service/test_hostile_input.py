@@ -48,6 +48,10 @@ def test_tokens_that_would_overflow_or_allocate_terabytes_are_4xx(service):
     message = refused(service.post("/v1/decode", content=huge + b"\x00" * 64,
                                    headers={"content-type": "application/octet-stream"}), 422, "invalid_tokens")
     assert "promises" in message
+    long_ids = npy_with_header("{'descr': '<i4', 'fortran_order': False, 'shape': (2305843009213693951,), }")
+    message = refused(service.post("/v1/decode", params={"layout": "flat"}, content=long_ids + b"\x00" * 64,
+                                   headers={"content-type": "application/octet-stream"}), 422, "invalid_tokens")
+    assert "promises" in message
     wide = npy_with_header("{'descr': '<i8', 'fortran_order': False, 'shape': (4000000, 1), }")
     refused(service.post("/v1/decode", content=wide, headers={"content-type": "application/octet-stream"}),
             422, "invalid_tokens")

@@ -1,4 +1,5 @@
-"""The KServe v2 protocol routes in-process: metadata, readiness, infer equal to /v1/encode."""
+"""The KServe v2 protocol routes in-process: metadata, readiness, infer equal to /v1/encode (in
+any layout)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import pytest
 from helpers import in_process_service
 
 from dmcodec import Tokenizer
+from dmcodec.layouts import encode_layout
 from dmcodec.signals import speech_like
+from dmcodec.vocabulary import Vocabulary
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +42,26 @@ def test_infer_gives_the_codes_of_the_encode_route(service, tiny_checkpoint):
     assert answer["parameters"]["num_samples"] == expected.num_samples
 
 
+def test_infer_with_a_layout_gives_input_ids_and_the_vocabulary(service, tiny_codec):
+    clip = speech_like(1.3, 16000, seed=10)
+    audio = [{"name": "audio", "datatype": "FP32", "shape": [clip.size], "data": clip.tolist()}]
+    plain = service.post("/v2/models/untrained-tiny/infer", json={"inputs": audio}).json()
+    codes = np.array(plain["outputs"][0]["data"]).reshape(plain["outputs"][0]["shape"])
+    vocabulary = Vocabulary.from_config(tiny_codec.config)
+    for layout in ("flat", "delay", "first"):
+        answer = service.post("/v2/models/untrained-tiny/infer", json={"inputs": audio,
+                                                                       "parameters": {"layout": layout}}).json()
+        ids = answer["outputs"][0]
+        expected = encode_layout(codes[:1] if layout == "first" else codes, layout, vocabulary)
+        assert ids["name"] == "input_ids" and ids["datatype"] == "INT64" and ids["shape"] == list(expected.shape)
+        assert np.array_equal(np.array(ids["data"]).reshape(ids["shape"]), expected)
+        assert answer["parameters"]["layout"] == layout
+        assert {k: answer["parameters"][k] for k in vocabulary.token_fields()} == vocabulary.token_fields()
+    assert plain["outputs"][0]["name"] == "codes" and plain["parameters"]["layout"] == "codes"
+    meta = service.get("/v2/models/untrained-tiny").json()["parameters"]
+    assert meta["layouts"] == "codes,flat,delay,first" and meta["vocab_size"] == vocabulary.size
+
+
 @pytest.mark.parametrize("body, status, words", [
     ({"inputs": []}, 422, "one input tensor named 'audio'"),
     ({"inputs": [{"name": "audio", "datatype": "FP32", "shape": [2, 3], "data": [0] * 6}]}, 422, "[T] or [1, T]"),
@@ -49,6 +72,10 @@ def test_infer_gives_the_codes_of_the_encode_route(service, tiny_checkpoint):
       "parameters": {"n_q": 99}}, 422, "n_q"),
     ({"inputs": [{"name": "audio", "datatype": "FP32", "shape": [3000], "data": [0.0] * 3000}],
       "parameters": {"sample_rate": 16}}, 422, "sample_rate must be in"),
+    ({"inputs": [{"name": "audio", "datatype": "FP32", "shape": [320], "data": [0.0] * 320}],
+      "parameters": {"layout": "zigzag"}}, 422, "unknown layout 'zigzag'"),
+    ({"inputs": [{"name": "audio", "datatype": "FP32", "shape": [320], "data": [0.0] * 320}],
+      "parameters": {"layout": "first", "n_q": 2}}, 422, "n_q must be 1 or unset"),
     (b'{"inputs": [{"name": "audio", "datatype": "FP32", "shape": [2], "data": [0, 0]}], '
      b'"parameters": {"sample_rate": 1e400}}', 422, "sample_rate an integer"),
     ({"inputs": [{"name": "audio", "datatype": "FP32", "shape": [0],

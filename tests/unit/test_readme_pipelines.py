@@ -3,26 +3,18 @@ cut set and a Hugging Face dataset made here."""
 
 from __future__ import annotations
 
-import re
 import shlex
 
 import datasets
 import numpy as np
 import pyarrow as pa
-from helpers import REPO
+from helpers import readme_blocks
 from lhotse import CutSet, MonoCut, Recording, SupervisionSegment
 from typer.testing import CliRunner
 
 from dmcodec.audio import wav_bytes, write_wav
 from dmcodec.cli import app
 from dmcodec.signals import speech_like
-
-
-def section_blocks(title: str) -> list[tuple[str, str]]:
-    readme = (REPO / "README.md").read_text()
-    section = readme[readme.index(f"## {title}"):]
-    section = section[: section.index("\n## ", 3)]
-    return re.findall(r"```(\w+)\n(.*?)```", section, flags=re.S)
 
 
 def test_the_data_pipeline_examples_run_as_written(tmp_path, monkeypatch):
@@ -38,7 +30,7 @@ def test_the_data_pipeline_examples_run_as_written(tmp_path, monkeypatch):
     table = pa.Table.from_pydict({"audio": audio, "text": ["a", "b"]}, schema=features.arrow_schema)
     datasets.Dataset(table, info=datasets.DatasetInfo(features=features)).save_to_disk(str(tmp_path / "hf_dataset"))
 
-    blocks = section_blocks("For data pipelines")
+    blocks = readme_blocks("## For data pipelines")
     assert [kind for kind, _ in blocks] == ["bash", "python", "python"]
     for line in blocks[0][1].splitlines():
         command = shlex.split(line.split("#")[0])

@@ -15,7 +15,15 @@ from dmcodec.bulk.ray_job import _COLUMNS as RAY_COLUMNS
 from dmcodec.bulk.store import SCHEMA, row
 from dmcodec.layouts import LAYOUTS, LayoutError, encode_layout
 from dmcodec.signals import speech_like
-from dmcodec.tokens import SCHEMA_VERSION, codes_from_tokens, header_fields, header_name, load_tokens, save_tokens
+from dmcodec.tokens import (
+    SCHEMA_VERSION,
+    codes_from_tokens,
+    header_fields,
+    header_name,
+    load_tokens,
+    metadata_headers,
+    save_tokens,
+)
 from dmcodec.vocabulary import Vocabulary
 
 
@@ -43,6 +51,10 @@ def test_headers_and_flat_form_round_trip_with_their_types(encoded):
     assert TokenMetadata.from_flat(json.loads(json.dumps(encoded.metadata.flat()))) == encoded.metadata
     with pytest.raises(ValueError, match="not token metadata"):
         TokenMetadata.from_flat({**encoded.metadata.flat(), "n_q": "three"})
+    # Headers of whichever fields a dict holds (the client's .npy bodies), and nothing else.
+    some = {"layout": "flat", "num_samples": 5, "codes": [[1]], "model": {}}
+    assert metadata_headers(some) == {"X-DMCodec-Layout": "flat", "X-DMCodec-Num-Samples": "5"}
+    assert header_fields(metadata_headers(encoded.metadata.flat())) == header_fields(headers)
 
 
 def test_json_nests_the_model_fields_and_keeps_the_rest_flat(encoded):
