@@ -23,9 +23,9 @@ from tqdm import tqdm
 from dmcodec.audio import load_audio
 from dmcodec.checkpoint import write_safetensors
 
-from ..data.manifest import Utterance, read_manifest
+from ..data.manifest import Utterance
 from ..pitch import F0_RANGE_HZ, TIME_STEP_S, frame_pitch
-from .store import INDEX, PITCH_INDEX
+from .store import INDEX, PITCH_INDEX, manifest_shards
 
 
 def precompute_pitch(manifest: str | Path, out: str | Path, hop_length: int = 320, sample_rate: int = 16000,
@@ -48,11 +48,8 @@ def precompute_pitch(manifest: str | Path, out: str | Path, hop_length: int = 32
             raise ValueError(f"{out}: its teacher features are at hop {teachers['hop_length']} and "
                              f"{teachers['sample_rate']} Hz, not {hop_length} and {sample_rate}")
     out.mkdir(parents=True, exist_ok=True)
-    utterances = [u for u in read_manifest(manifest) if u.split in splits]
-    if not utterances:
-        raise ValueError(f"{manifest}: no utterances in splits {splits}")
-    shards = [utterances[i:i + shard_size] for i in range(0, len(utterances), shard_size)]
-    bar = tqdm(total=len(utterances), desc="pitch", unit="utt", disable=not progress)
+    shards = manifest_shards(manifest, splits, shard_size)
+    bar = tqdm(total=sum(len(shard) for shard in shards), desc="pitch", unit="utt", disable=not progress)
     names = []
     for number, shard in enumerate(shards):
         names.append(f"pitch-{number:05d}.safetensors")

@@ -26,11 +26,11 @@ from tqdm import tqdm
 from dmcodec.audio import load_audio
 from dmcodec.checkpoint import write_safetensors
 
-from ..data.manifest import Utterance, read_manifest
+from ..data.manifest import Utterance
 from .asr import Recognizer
 from .lm import LMTeacher, align_to_frames, transcript_words
 from .pitch import precompute_pitch
-from .store import INDEX
+from .store import INDEX, manifest_shards
 
 
 class SpeechTeacher(Protocol):
@@ -54,11 +54,8 @@ def precompute(manifest: str | Path, out: str | Path, speech: SpeechTeacher, lm:
         raise ValueError(f"lm_text must be 'transcript' or 'asr', got {lm_text!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    utterances = [u for u in read_manifest(manifest) if u.split in splits]
-    if not utterances:
-        raise ValueError(f"{manifest}: no utterances in splits {splits}")
-    shards = [utterances[i:i + shard_size] for i in range(0, len(utterances), shard_size)]
-    bar = tqdm(total=len(utterances), desc="teachers", unit="utt", disable=not progress)
+    shards = manifest_shards(manifest, splits, shard_size)
+    bar = tqdm(total=sum(len(shard) for shard in shards), desc="teachers", unit="utt", disable=not progress)
     for number, shard in enumerate(shards):
         path = out / f"shard-{number:05d}.safetensors"
         if not path.exists():

@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+from ..data.manifest import Utterance, read_manifest
+
 INDEX = "index.json"
 PITCH_INDEX = "pitch.json"
 
@@ -72,3 +74,12 @@ class FeatureStore:
         if name not in self._open:
             self._open[name] = safe_open(str(self.root / name), framework="pt")
         return self._open[name]
+
+
+def manifest_shards(manifest: str | Path, splits: tuple[str, ...], shard_size: int) -> list[list[Utterance]]:
+    """The manifest's utterances of `splits`, in order, in shards of `shard_size`: the unit a
+    feature folder is written and resumed in."""
+    utterances = [u for u in read_manifest(manifest) if u.split in splits]
+    if not utterances:
+        raise ValueError(f"{manifest}: no utterances in splits {splits}")
+    return [utterances[i:i + shard_size] for i in range(0, len(utterances), shard_size)]
