@@ -235,6 +235,38 @@ def state_export(run: str = typer.Argument(..., help=RUN_HELP),
     typer.echo(f"step {int(state['step'])} -> {path} ({size:.1f} MiB)")
 
 
+paper_app = typer.Typer(help="The paper's experiments (Tables 1, 3-6) as named variants of a preset.",
+                        no_args_is_help=True)
+app.add_typer(paper_app, name="paper")
+
+
+@paper_app.command("list")
+def paper_list():
+    """List the tables and their variants."""
+    from .experiments import TABLES
+
+    for table in TABLES.values():
+        typer.echo(f"{table.name}: {table.title} ({len(table.variants)} variants)")
+        for variant in table.variants:
+            typer.echo(f"  {variant.name}: {variant.note}")
+
+
+@paper_app.command("show")
+def paper_show(table: str = typer.Argument(..., help="table1, table3, table4, table5 or table6"),
+               preset: str = typer.Option("paper", help="the base preset the variants change (or a .json file)"),
+               teachers_root: Optional[Path] = typer.Option(None, help="folder of the teacher models named by "
+                                                            "variants (default $DMCODEC_TEACHERS or "
+                                                            "~/.cache/dmcodec/teachers)")):
+    """Print each variant's resolved training config and teachers' options as JSON."""
+    from .experiments import TEACHERS_ROOT, resolve
+
+    try:
+        rows = resolve(table, preset, teachers_root or TEACHERS_ROOT)
+    except ValueError as err:
+        _fail(str(err))
+    typer.echo(json.dumps(rows, indent=2))
+
+
 @app.command()
 def export(run: str = typer.Argument(..., help="run name, run folder or its state.pt"),
            out: Path = typer.Argument(..., help="output folder (serving) or .pt file (release format)"),
