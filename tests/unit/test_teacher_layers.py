@@ -5,6 +5,7 @@ features of another choice."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -112,3 +113,24 @@ def test_the_config_records_the_layers_and_refuses_a_bad_spec():
     assert config.to_dict()["lm_layers"] == "depth:0.75" and config.speech_layers == "average"
     with pytest.raises(ValueError, match="bad layer spec"):
         TrainConfig.load("tiny", {"speech_layers": "ninth"})
+
+
+def test_real_features_record_their_layers_and_a_run_of_another_choice_is_refused(train_corpus, tmp_path):
+    from types import SimpleNamespace
+
+    from dmcodec_train.teachers.lm import LMTeacher
+    from dmcodec_train.teachers.precompute import precompute
+
+    manifest, features = train_corpus
+    store = FeatureStore(features)
+    assert store.layers("lm") == store.layers("speech") == "average"
+    assert json.loads((features / KEY).read_text()) == features_key(store.index)
+    # Recomputing into the folder with the LM's last layer is refused before any teacher runs.
+    speech = SimpleNamespace(**{k: store.index["teachers"]["speech"][k] for k in ("name", "dim", "layers")})
+    with pytest.raises(ValueError, match="another choice"):
+        precompute(manifest, features, speech, LMTeacher(layers="last"), None, splits=("train", "dev", "test"),
+                   progress=False)
+    with pytest.raises(ValueError, match=re.escape("lm features of layers 'average', the run asks for 'depth:0.75'")):
+        Trainer(TrainConfig.load("tiny", {"lm_layers": "depth:0.75"}), tmp_path / "run", manifest, features,
+                progress=False)
+    Trainer(TrainConfig.load("tiny"), tmp_path / "run", manifest, features, progress=False)  # the matching run
