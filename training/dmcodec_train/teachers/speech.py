@@ -1,8 +1,10 @@
 """Speech teachers: self-supervised speech models' features at the codec's frame rate.
 
-`HFSpeechTeacher` loads any local Hugging Face HuBERT / wav2vec2 checkpoint and averages all of
-its transformer layers (the paper's teachers). `WhisperEncoderTeacher` uses the Whisper encoder
-(CTranslate2, 50 Hz) as a stand-in when no SSL model is at hand; it exposes only its last layer.
+`HFSpeechTeacher` loads any local Hugging Face HuBERT / wav2vec2 checkpoint and takes the chosen
+transformer layers (`layers.py`; by default their mean, as the paper does).
+`WhisperEncoderTeacher` uses the Whisper encoder (CTranslate2, 50 Hz) as a stand-in when no SSL
+model is at hand; it exposes only its output, so it counts as a teacher of one layer and every
+spec selects that layer.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from . import layers as layer_specs
+
 
 def to_frames(features: torch.Tensor, num_frames: int) -> torch.Tensor:
     """[n, dim] at the teacher's rate -> [num_frames, dim] by linear interpolation over time
@@ -24,9 +28,10 @@ def to_frames(features: torch.Tensor, num_frames: int) -> torch.Tensor:
 
 
 class HFSpeechTeacher:
-    """Args: path: a local HuBERT / wav2vec2 (or any `AutoModel` audio encoder) directory."""
+    """Args: path: a local HuBERT / wav2vec2 (or any `AutoModel` audio encoder) directory;
+    device: where it runs; layers: a layer spec (`layers.py`), checked against the model here."""
 
-    def __init__(self, path: str | Path, device: str = "cpu"):
+    def __init__(self, path: str | Path, device: str = "cpu", layers: str = layer_specs.DEFAULT):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from transformers import AutoConfig, AutoModel
 
@@ -36,18 +41,21 @@ class HFSpeechTeacher:
         self.model = AutoModel.from_pretrained(str(path), local_files_only=True).to(device).eval()
         self.device = device
         self.dim = int(config.hidden_size)
+        self.num_layers = int(config.num_hidden_layers)
+        self.layers = layers
+        self.chosen = layer_specs.resolve(layers, self.num_layers, f"speech teacher {self.name}")
         # wav2vec2-large style models expect zero-mean unit-variance input; HuBERT-base does not.
         self.normalize = (path / "preprocessor_config.json").exists() and '"do_normalize": true' in (
             path / "preprocessor_config.json").read_text()
 
     @torch.inference_mode()
     def features(self, audio: np.ndarray, num_frames: int) -> torch.Tensor:
-        """Audio [T] at 16 kHz -> [num_frames, dim], the mean of the transformer layers."""
+        """Audio [T] at 16 kHz -> [num_frames, dim], the mean of the chosen layers."""
         wav = torch.from_numpy(audio.astype(np.float32))
         if self.normalize:
             wav = (wav - wav.mean()) / (wav.std() + 1e-7)
         outputs = self.model(wav[None].to(self.device), output_hidden_states=True)
-        layers = torch.stack(outputs.hidden_states[1:]).mean(0)[0].float().cpu()
+        layers = layer_specs.select(outputs.hidden_states, self.chosen)[0].float().cpu()
         return to_frames(layers, num_frames)
 
 
@@ -59,10 +67,14 @@ class WhisperEncoderTeacher:
     """
 
     window_s = 30.0
+    num_layers = 1  # CTranslate2 returns the encoder's output only
 
-    def __init__(self, path: str | Path | None = None, device: str = "cpu", threads: int = 0):
+    def __init__(self, path: str | Path | None = None, device: str = "cpu", threads: int = 0,
+                 layers: str = layer_specs.DEFAULT):
         from .asr import default_whisper_path, load_whisper
 
+        layer_specs.resolve(layers, self.num_layers, "the Whisper encoder")  # a typo fails here too
+        self.layers = layers
         path = Path(path) if path else default_whisper_path()
         self.name = f"whisper-encoder:{path.parent.name if path.name == 'model' else path.name}"
         self.whisper = load_whisper(path, device, threads=threads)

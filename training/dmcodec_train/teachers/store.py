@@ -14,9 +14,26 @@ import torch
 from safetensors import safe_open
 
 from ..data.manifest import Utterance, read_manifest
+from . import layers as layer_specs
 
 INDEX = "index.json"
 PITCH_INDEX = "pitch.json"
+KEY = "key.json"
+
+
+def features_key(index: dict) -> dict:
+    """What decides a folder's teacher features: the teachers (names, dims, layer specs, LM text)
+    and the hop. Two folders of one key hold the same features; a folder written before layer
+    specs were recorded held the average of all layers, and reads as "average".
+
+    Args:
+        index: a teachers' `index.json` as a dict (or a key itself).
+    """
+    teachers = json.loads(json.dumps(index["teachers"]))
+    for info in teachers.values():
+        if isinstance(info, dict):
+            info.setdefault("layers", layer_specs.DEFAULT)
+    return {"teachers": teachers, "hop_length": index["hop_length"]}
 
 
 class FeatureStore:
@@ -43,6 +60,20 @@ class FeatureStore:
     @property
     def has_pitch(self) -> bool:
         return self.pitch is not None
+
+    def layers(self, teacher: str) -> str:
+        """The layer spec the teacher's (`lm` or `speech`) features were taken with."""
+        return features_key(self.index)["teachers"][teacher]["layers"]
+
+    def require_layers(self, wanted: dict[str, str]) -> None:
+        """Raise ValueError unless each teacher's features were taken from the layers `wanted`
+        names, e.g. {"lm": "average", "speech": "last"} (a run's config)."""
+        for teacher, spec in wanted.items():
+            held = self.layers(teacher)
+            if held != spec:
+                raise ValueError(f"{self.root} holds {teacher} features of layers {held!r}, the run asks for "
+                                 f"{spec!r}: compute them with `dmcodec-train teachers --{teacher}-layers {spec}` "
+                                 f"into another folder, or --set {teacher}_layers={held}")
 
     @property
     def dims(self) -> dict[str, int]:
