@@ -15,10 +15,11 @@ window runs with `threads_per_window` beside the others.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterable, Optional, TypeVar
+from typing import Callable, Iterable, Iterator, Optional, TypeVar
 
 import torch
 
@@ -28,6 +29,21 @@ R = TypeVar("R")
 
 def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """torch's intra-op thread count for the calling thread's work inside (each window worker
+    keeps its own OpenMP team size), restored after; count <= 0 leaves it as it is."""
+    if count <= 0:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 class WindowExecutor:
@@ -45,7 +61,10 @@ class WindowExecutor:
         self.workers = workers or max(1, available_cores() // threads_per_window)
         self._pool: Optional[ThreadPoolExecutor] = None
         if device_type == "cpu":
-            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="dmcodec-window")
+            # A worker started while another computes with more threads would take that count
+            # as its own (torch's default for new threads): each starts at threads_per_window.
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="dmcodec-window",
+                                            initializer=torch.set_num_threads, initargs=(threads_per_window,))
         self._lock = threading.Lock()
         self._active = 0
         self._saved_threads = 0

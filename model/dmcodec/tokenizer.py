@@ -169,7 +169,8 @@ class Tokenizer:
         def run(batch: tuple[list[_Job], torch.Tensor], threads: int) -> Optional[np.ndarray]:
             if abandoned is not None and all(abandoned(job.clip) for job in batch[0]):
                 return None
-            return compute(batch[1], threads)
+            # More threads were verified for one window per call, not for a batch of them.
+            return compute(batch[1], threads if len(batch[0]) == 1 else self.policy.threads_per_window)
 
         batches = list(self._batches(jobs, dim, dynamic))
         outputs = self.executor.map(run, batches)

@@ -51,7 +51,7 @@ def create_backend(codec: LoadedCodec, name: str = "torch", precision: str = "fp
     if name == "torch":
         from .torch_backend import TorchBackend
 
-        return TorchBackend(codec.model, precision)
+        return TorchBackend(codec.model, precision, threads)
     from .onnx import OnnxBackend
 
     return OnnxBackend(codec, precision, threads, cache_dir)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import LoadedCodec
+from ..executor import torch_threads
 from .torch_backend import TorchBackend
 
 OPSET = 17
@@ -143,7 +144,7 @@ class OnnxBackend:
         self._sessions: dict[int, tuple[ort.InferenceSession, ort.InferenceSession]] = {}
         self._lock = threading.Lock()
         self.sessions(threads)
-        self._short = TorchBackend(self.model)
+        self._short = TorchBackend(self.model, threads=threads)
 
     def sessions(self, threads: int = 0) -> tuple[Any, Any]:
         """(encoder, decoder) sessions running with `threads` intra-op threads (0: the default)."""
@@ -171,7 +172,7 @@ class OnnxBackend:
     def encode(self, wav: torch.Tensor, n_q: int, threads: int = 0) -> np.ndarray:
         # wav [B, 1, T] -> latent [B, D, F] (ONNX) -> codes [n_q, B, F] (fp32 quantizer)
         latent = torch.from_numpy(self.latent(wav, threads)).to(self.device)
-        with torch.inference_mode():
+        with torch.inference_mode(), torch_threads(self.threads if self.device.type == "cpu" else 0):
             return self.model.quantizer.encode(latent, n_q).cpu().numpy()
 
     def decode(self, codes: torch.Tensor, threads: int = 0) -> np.ndarray:

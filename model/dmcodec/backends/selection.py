@@ -68,7 +68,7 @@ def select_backend(codec: LoadedCodec, name: str = defaults.BACKEND, precision: 
     that count equal those at `threads` bit for bit on the calibration clips."""
     if name == "auto":
         return _auto(codec, precision, threads, solo_threads, cache_dir)
-    reference = create_backend(codec)
+    reference = create_backend(codec, threads=threads)
     candidate = reference
     agreement = None
     clips, n_q = calibration_clips(codec.config.sample_rate), codec.config.n_q

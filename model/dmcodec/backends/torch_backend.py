@@ -7,6 +7,7 @@ import contextlib
 import numpy as np
 import torch
 
+from ..executor import torch_threads
 from ..model import DMCodec
 
 
@@ -19,9 +20,10 @@ class TorchBackend:
 
     name = "torch"
 
-    def __init__(self, model: DMCodec, precision: str = "fp32"):
+    def __init__(self, model: DMCodec, precision: str = "fp32", threads: int = 1):
         self.model = model
         self.precision = precision
+        self.threads = threads
         self.device = next(model.parameters()).device
         if precision != "fp32" and self.device.type != "cuda":
             raise ValueError(f"precision {precision} needs a CUDA device for the torch backend")
@@ -44,19 +46,8 @@ class TorchBackend:
         else:
             yield
 
-    @contextlib.contextmanager
     def _threads(self, threads: int):
-        """torch's intra-op thread count for this call, set in the calling thread (each window
-        worker keeps its own OpenMP team size); restored after."""
-        if threads <= 0 or self.device.type != "cpu":
-            yield
-            return
-        previous = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(previous)
+        return torch_threads(threads if self.device.type == "cpu" else 0)
 
     @torch.inference_mode()
     def _latent(self, wav: torch.Tensor, threads: int) -> torch.Tensor:
@@ -70,7 +61,9 @@ class TorchBackend:
     @torch.inference_mode()
     def encode(self, wav: torch.Tensor, n_q: int, threads: int = 0) -> np.ndarray:
         # wav [B, 1, T] -> latent [B, D, F] -> codes [n_q, B, F]
-        return self.model.quantizer.encode(self._latent(wav, threads), n_q).cpu().numpy()
+        latent = self._latent(wav, threads)
+        with self._threads(self.threads):  # the code search at one fixed count, whatever the encoder had
+            return self.model.quantizer.encode(latent, n_q).cpu().numpy()
 
     @torch.inference_mode()
     def decode(self, codes: torch.Tensor, threads: int = 0) -> np.ndarray:
