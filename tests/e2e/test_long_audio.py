@@ -21,5 +21,8 @@ def test_memory_does_not_grow_with_duration(preset):
     one, ten = peak(1, preset), peak(10, preset)
     growth_one = one["peak_rss_mb"] - one["rss_before_mb"]
     growth_ten = ten["peak_rss_mb"] - ten["rss_before_mb"]
-    # Ten times the audio: the samples and codes themselves (~40 MB), not ten times the activations.
-    assert growth_ten < growth_one + 150, (one, ten)
+    # Ten times the audio adds its copies, not ten times the activations: 10 minutes at 16 kHz is
+    # 38 MB per copy, and the input, the decoded output and its assembly buffer are three or four
+    # (measured: 353-373 MB of growth against 209-264 MB for one minute). Activations growing
+    # with the duration would add gigabytes.
+    assert growth_ten < growth_one + 250, (one, ten)
