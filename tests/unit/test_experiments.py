@@ -61,8 +61,8 @@ def test_table4_the_distillation_targets():
     for levels in ("1", "1-8", "8"):
         config = rows[f"lm{levels}"]["config"]
         assert config["lm_levels"] == levels.replace("-", ":") and config["loss"]["speech"] == 0.0
-    combos = {(r["config"]["lm_levels"], r["config"]["speech_levels"]) for n, r in rows.items() if "+sm" in n}
-    assert ("1", "1:8") in combos and len(combos) == 6  # the paper's recipe among the grid
+    combos = [(r["config"]["lm_levels"], r["config"]["speech_levels"]) for n, r in rows.items() if "+sm" in n]
+    assert combos == [("1", "1"), ("1:8", "1"), ("8", "1"), ("1", "1:8"), ("1", "8")]  # the paper's five
 
 
 def test_table5_names_teachers_by_folder_and_keeps_the_shipped_ones(tmp_path):
@@ -71,16 +71,34 @@ def test_table5_names_teachers_by_folder_and_keeps_the_shipped_ones(tmp_path):
     assert rows["minilm+whisper"]["teachers"]["speech_teacher"] == "whisper"
     assert rows["bert+hubert"]["teachers"]["lm_teacher"] == str(tmp_path / "bert-base-uncased")
     assert rows["bert+hubert"]["teachers"]["speech_teacher"] == str(tmp_path / "hubert-base-ls960")
-    configs = [json.dumps(row["config"] | {"name": ""}) for row in rows.values()]
-    assert len(set(configs)) == 1  # only the teachers differ, and they live in the feature folder
+    # Among the LM-only rows and among the combined ones, only the teachers differ (they live in
+    # the feature folder).
+    for names in (("minilm", "bert", "electra"), ("minilm+whisper", "bert+hubert", "bert+wav2vec2",
+                                                  "electra+wav2vec2", "electra+hubert")):
+        assert len({json.dumps(rows[n]["config"] | {"name": ""}) for n in names}) == 1
 
 
 def test_table6_the_teacher_layers_reach_both_the_config_and_the_teachers_options():
     rows = _rows("table6")
-    assert [r["config"]["lm_layers"] for r in rows.values()] == ["average", "last", "depth:0.75"]
-    for row in rows.values():
-        assert row["config"]["speech_layers"] == row["config"]["lm_layers"]
+    assert [r["config"]["lm_layers"] for r in rows.values()] == ["average", "last", "depth:0.75"] * 2
+    for name, row in rows.items():
         assert row["teachers"]["lm_layers"] == row["config"]["lm_layers"]
+        combined = name.startswith("lm+sm")
+        assert row["config"]["loss"]["speech"] == (0.5 if combined else 0.0)
+        assert row["config"]["speech_layers"] == (row["config"]["lm_layers"] if combined else "average")
+
+
+@pytest.mark.parametrize("table", sorted(TABLES))
+def test_the_papers_rows_carry_its_figures_and_the_reference_is_a_variant(table):
+    table = TABLES[table]
+    table.variant(table.reference)
+    assert table.published_originals == {"wer": 3.78, "wil": 6.03}
+    for variant in table.variants:
+        assert bool(variant.paper_row) == bool(variant.published)
+        assert set(variant.published) <= {"wer", "wil", "visqol", "stoi"}
+        assert all(3.5 < v < 5 for k, v in variant.published.items() if k == "wer")
+    # The combined row the paper repeats across tables has one set of figures everywhere.
+    assert TABLES["table3"].variant("sm0.5-lm0.5").published["wer"] == TABLES["table4"].variant("lm1+sm1").published["wer"]
 
 
 def test_cli_lists_the_tables_and_shows_a_tables_resolved_configs():

@@ -100,16 +100,10 @@ def teachers(manifest: Path = typer.Argument(..., help="corpus manifest"),
                                         "on the codec's frames; what `dmcodec-train pitch` writes)"),
              device: str = typer.Option("cpu")):
     """Run ASR, the LM teacher and the speech teacher once; store aligned features in shards."""
-    from .teachers.asr import Recognizer
-    from .teachers.lm import LMTeacher
-    from .teachers.precompute import precompute
-    from .teachers.speech import HFSpeechTeacher, WhisperEncoderTeacher
+    from .teachers.precompute import build_teachers, precompute
 
     try:
-        speech = (WhisperEncoderTeacher(whisper, device, layers=speech_layers) if speech_teacher == "whisper"
-                  else HFSpeechTeacher(speech_teacher, device, speech_layers))
-        lm = LMTeacher(lm_teacher, device, lm_layers)
-        recognizer = Recognizer(whisper, device, beam_size=1, compute_type="int8" if device == "cpu" else "default")
+        speech, lm, recognizer = build_teachers(speech_teacher, lm_teacher, whisper, device, speech_layers, lm_layers)
         index = precompute(manifest, out, speech, lm, recognizer, hop_length,
                            splits=tuple(split or ("train", "dev")), lm_text=lm_text, pitch=pitch)
     except ValueError as err:
@@ -235,7 +229,7 @@ def state_export(run: str = typer.Argument(..., help=RUN_HELP),
     typer.echo(f"step {int(state['step'])} -> {path} ({size:.1f} MiB)")
 
 
-paper_app = typer.Typer(help="The paper's experiments (Tables 1, 3-6) as named variants of a preset.",
+paper_app = typer.Typer(help="The paper's experiments (Tables 1, 3-6): list, show, run a sweep, report.",
                         no_args_is_help=True)
 app.add_typer(paper_app, name="paper")
 
@@ -265,6 +259,54 @@ def paper_show(table: str = typer.Argument(..., help="table1, table3, table4, ta
     except ValueError as err:
         _fail(str(err))
     typer.echo(json.dumps(rows, indent=2))
+
+
+@paper_app.command("run")
+def paper_run_command(table: str = typer.Argument(..., help="table1, table3, table4, table5 or table6"),
+              out: Path = typer.Argument(..., help="sweep folder (created; an existing one is resumed)"),
+              manifest: Path = typer.Option(..., help="corpus manifest: train/dev to train, the eval split to score"),
+              preset: str = typer.Option("paper", help="the base preset the variants change (or a .json file)"),
+              steps: int = typer.Option(1000, help="training steps per run"),
+              seed: Optional[list[int]] = typer.Option(None, help="one run per variant and seed (repeat; default 0)"),
+              init_from: Optional[Path] = typer.Option(None, help="every run starts from this checkpoint "
+                                                       "(e.g. model/dmcodec/checkpoints/default)"),
+              variant: Optional[list[str]] = typer.Option(None, help="run only these variants (repeat)"),
+              eval_split: str = typer.Option("test", help="the split every run is scored on"),
+              eval_limit: Optional[int] = typer.Option(None, help="score the first N utterances of it"),
+              asr: bool = typer.Option(True, help="WER/WIL with Whisper (--no-asr: signal measures only)"),
+              visqol: bool = typer.Option(False, help="also ViSQOL (the slowest metric)"),
+              teachers_root: Optional[Path] = typer.Option(None, help="folder of the teacher models that "
+                                                           "variants name (default $DMCODEC_TEACHERS or "
+                                                           "~/.cache/dmcodec/teachers)"),
+              device: str = typer.Option("auto", help="auto, cpu or cuda"),
+              threads: int = typer.Option(0, help="CPU threads (0: torch's default)")):
+    """Train and score every variant of a table; rerun the same command to resume an interrupted sweep."""
+    from .experiments import TEACHERS_ROOT
+    from .paper_report import report
+    from .sweep import Sweep, run_sweep
+
+    try:
+        sweep = Sweep(table, str(manifest.resolve()), preset, steps, tuple(seed or (0,)),
+                      str(init_from.resolve()) if init_from else None, tuple(variant or ()), eval_split, eval_limit,
+                      asr, visqol, str(teachers_root or TEACHERS_ROOT), device)
+        run_sweep(sweep, out, threads, log=lambda line: typer.echo(line, err=True))
+    except ValueError as err:
+        _fail(str(err))
+    typer.echo(report(out).read_text())
+
+
+@paper_app.command("report")
+def paper_report_command(out: Path = typer.Argument(..., help="sweep folder of `paper run`"),
+                 against: Optional[str] = typer.Option(None, help="the variant tested against every other "
+                                                       "(default: the table's reference, the paper's recipe)")):
+    """Write OUT/TABLE.md: our figures per variant beside the paper's, and the paired tests."""
+    from .paper_report import report
+
+    try:
+        path = report(out, against)
+    except ValueError as err:
+        _fail(str(err))
+    typer.echo(path.read_text())
 
 
 @app.command()

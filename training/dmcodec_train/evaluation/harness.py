@@ -44,6 +44,8 @@ class Result:
     name: str
     scores: dict[str, float]
     levels: list[dict[str, float]] = field(default_factory=list)
+    # Each metric per clip, in the manifest's order (what paired tests between models compare).
+    per_utterance: dict[str, list[float]] = field(default_factory=dict)
 
 
 def _mean(values: list[float]) -> float:
@@ -64,7 +66,9 @@ class _Scorer:
     visqol: bool
     progress: bool
 
-    def __call__(self, name: str, decoded: list[np.ndarray], bitrate_kbps: float) -> dict[str, float]:
+    def __call__(self, name: str, decoded: list[np.ndarray],
+                 bitrate_kbps: float) -> tuple[dict[str, float], dict[str, list[float]]]:
+        """The means over the clips, and each metric per clip."""
         rate = SAMPLE_RATE
         per_clip: dict[str, list[float]] = {"stoi": [], "pesq": [], "visqol": [], "mel_distance": [],
                                             "f0_rmse_cents": [], "vuv_error": []}
@@ -82,11 +86,15 @@ class _Scorer:
             if self.recognizer is not None:
                 hypotheses.append(self.recognizer.transcribe(audio)[0])
         scores = {**{k: _mean(v) for k, v in per_clip.items()}, "bitrate_kbps": bitrate_kbps}
+        per_clip = {k: v for k, v in per_clip.items() if v}
         if self.recognizer is not None:
             versus_original = word_errors(self.original_asr, hypotheses)
             scores.update(word_errors(self.references, hypotheses), wer_vs_original_asr=versus_original["wer"],
                           wil_vs_original_asr=versus_original["wil"])
-        return scores
+            # The means above weight clips by their words (corpus WER); per clip, each its own.
+            clip_errors = [word_errors([r], [h]) for r, h in zip(self.references, hypotheses)]
+            per_clip.update(wer=[e["wer"] for e in clip_errors], wil=[e["wil"] for e in clip_errors])
+        return scores, per_clip
 
 
 def evaluate(manifest: str | Path, checkpoints: list[str | Path], split: str = "test", limit: int | None = None,
@@ -107,7 +115,8 @@ def evaluate(manifest: str | Path, checkpoints: list[str | Path], split: str = "
     references = [u.transcript for u in utterances]
     original_asr = [] if recognizer is None else [
         recognizer.transcribe(a)[0] for a in tqdm(originals, desc="ASR originals", disable=not progress)]
-    rows = [Result("original", {**(word_errors(references, original_asr) if asr else {}), "bitrate_kbps": 256.0})]
+    rows = [Result("original", {**(word_errors(references, original_asr) if asr else {}), "bitrate_kbps": 256.0},
+                   per_utterance={"id": [u.id for u in utterances]})]
 
     score = _Scorer(originals, references, original_asr, recognizer, visqol, progress)
     probe, clips = probe or PitchProbe(), _probe_clips(probe_manifest or manifest, probe_clips, originals)
@@ -123,14 +132,15 @@ def evaluate(manifest: str | Path, checkpoints: list[str | Path], split: str = "
                 raise ValueError(f"{checkpoint}: evaluation runs at 16 kHz, the model at {loaded.config.sample_rate}")
             codes = tokenizer.encode_arrays(originals, n_q)
             decoded = tokenizer.decode_many([(c, len(a)) for c, a in zip(codes, originals)])
-            scores = score(loaded.name, decoded, loaded.config.bitrate(n_q) / 1000)
+            scores, per_clip = score(loaded.name, decoded, loaded.config.bitrate(n_q) / 1000)
             if clips is not None:
                 scores["pitch_probe_cents"] = clips.score(probe, loaded.config.hop_length,
                                                           latent_featurizer(tokenizer, n_q))
-        rows.append(Result(loaded.name, scores, codebook_statistics(codes, loaded.config.codebook_size)))
+        rows.append(Result(loaded.name, scores, codebook_statistics(codes, loaded.config.codebook_size), per_clip))
     for kbps in opus_kbps:
         name = f"opus-{kbps:g}kbps"
-        rows.append(Result(name, score(name, [opus_roundtrip(a, SAMPLE_RATE, kbps) for a in originals], kbps)))
+        scores, per_clip = score(name, [opus_roundtrip(a, SAMPLE_RATE, kbps) for a in originals], kbps)
+        rows.append(Result(name, scores, per_utterance=per_clip))
     return rows
 
 
@@ -179,7 +189,7 @@ def to_markdown(rows: list[Result], title: str = "") -> str:
 def write_report(rows: list[Result], out: str | Path, title: str = "") -> tuple[Path, Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    data = [{"name": r.name, "scores": r.scores, "levels": r.levels} for r in rows]
+    data = [{"name": r.name, "scores": r.scores, "levels": r.levels, "per_utterance": r.per_utterance} for r in rows]
     (out / "results.json").write_text(json.dumps(data, indent=2) + "\n")
     (out / "results.md").write_text(to_markdown(rows, title))
     return out / "results.json", out / "results.md"

@@ -32,6 +32,7 @@ from ..data.manifest import Utterance
 from .asr import Recognizer
 from .lm import LMTeacher, align_to_frames, transcript_words
 from .pitch import precompute_pitch
+from .speech import HFSpeechTeacher, WhisperEncoderTeacher
 from .store import INDEX, KEY, features_key, manifest_shards
 
 
@@ -41,6 +42,22 @@ class SpeechTeacher(Protocol):
     layers: str
 
     def features(self, audio: np.ndarray, num_frames: int) -> torch.Tensor: ...
+
+
+def build_teachers(speech_teacher: str = "whisper", lm_teacher: str | Path | None = None,
+                   whisper: str | Path | None = None, device: str = "cpu", speech_layers: str = "average",
+                   lm_layers: str = "average") -> tuple[SpeechTeacher, LMTeacher, Recognizer]:
+    """The speech teacher, the LM teacher and the ASR that `precompute` takes.
+
+    Args:
+        speech_teacher: "whisper" (the Whisper encoder of `whisper`) or a local HuBERT/wav2vec2 folder.
+        lm_teacher: a local BERT-style folder (None: the MiniLM wheel).
+        whisper: a CTranslate2 Whisper folder for the ASR and the Whisper stand-in (None: tiny.en).
+    """
+    speech = (WhisperEncoderTeacher(whisper, device, layers=speech_layers) if speech_teacher == "whisper"
+              else HFSpeechTeacher(speech_teacher, device, speech_layers))
+    recognizer = Recognizer(whisper, device, beam_size=1, compute_type="int8" if device == "cpu" else "default")
+    return speech, LMTeacher(lm_teacher, device, lm_layers), recognizer
 
 
 def precompute(manifest: str | Path, out: str | Path, speech: SpeechTeacher, lm: LMTeacher,

@@ -1,0 +1,127 @@
+"""`dmcodec-train paper report`: a sweep's figures beside the paper's, and the paired tests.
+
+`OUT/<table>.md` holds:
+- per variant, our mean and spread over seeds of each metric, beside the paper's published
+  figures for the same row (arXiv v1, cited as such);
+- the paired one-sided tests (`significance.py`) of the reference variant against every other,
+  per metric, with the p-value and the number of utterances.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .significance import paired_test
+from .sweep import Sweep, read_results
+
+# (header, score key, format); word error rates are percentages, as in the paper's tables.
+METRICS = [("WER", "wer", ".2f"), ("WIL", "wil", ".2f"), ("ViSQOL", "visqol", ".2f"), ("STOI", "stoi", ".3f"),
+           ("PESQ-wb", "pesq", ".2f"), ("F0 RMSE (cents)", "f0_rmse_cents", ".0f"), ("V/UV err. %", "vuv_error", ".1f")]
+PAPER_METRICS = [("WER", "wer", ".2f"), ("WIL", "wil", ".2f"), ("ViSQOL", "visqol", ".2f"), ("STOI", "stoi", ".3f")]
+PAPER = "arXiv 2410.15017 v1"
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
+
+
+def _spread(values: list[float], spec: str) -> str:
+    """Mean, and ± the standard deviation over seeds where there are several."""
+    finite = [v for v in values if v is not None and not math.isnan(v)]
+    if not finite:
+        return "-"
+    mean = format(float(np.mean(finite)), spec)
+    return mean if len(finite) == 1 else f"{mean} ± {format(float(np.std(finite, ddof=1)), spec)}"
+
+
+def _per_utterance(runs: list[dict], metric: str) -> list[float] | None:
+    """A variant's score per utterance, averaged over its seeds (same clips, so the pairs hold)."""
+    rows = [run["model"]["per_utterance"].get(metric) for run in runs]
+    if any(row is None for row in rows):
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an utterance NaN in every seed stays NaN
+        return list(np.nanmean(np.asarray(rows, dtype=np.float64), axis=0))
+
+
+def report(out: str | Path, reference: str | None = None) -> Path:
+    """Write `OUT/<table>.md` from the sweep's results; returns its path.
+
+    Args:
+        reference: the variant tested against every other; default: the table's reference
+            (the paper's recipe) where the sweep ran it, else the sweep's last variant in the
+            table's order (the paper lists its recipes after the baselines).
+    """
+    out = Path(out)
+    sweep, table, results = read_results(out)
+    ran = [variant.name for variant in sweep.selected]
+    reference = reference or (table.reference if table.reference in ran else ran[-1])
+    if reference not in ran:
+        raise ValueError(f"{reference!r} is not among this sweep's variants ({', '.join(ran)})")
+    lines = [f"# {table.name}: {table.title}", "", _setup(sweep, results), "",
+             f"## Our figures (mean ± standard deviation over seeds) and the paper's ({PAPER})", ""]
+    ours = " | ".join(h for h, _, _ in METRICS)
+    theirs = " | ".join(f"paper {h}" for h, _, _ in PAPER_METRICS)
+    lines += [f"| variant | seeds | {ours} | paper's row | {theirs} |",
+              "|---|---|" + "---|" * len(METRICS) + "---|" + "---|" * len(PAPER_METRICS)]
+    first = next(iter(results.values()), None)
+    if first:
+        original = first[0]["original"]["scores"]
+        lines.append("| originals (ASR on the input) | - | " + " | ".join(
+            _fmt(original.get(k), s) if k in ("wer", "wil") else "-" for _, k, s in METRICS)
+            + " | ground truth | " + " | ".join(_fmt(table.published_originals.get(k), s) for _, k, s in PAPER_METRICS)
+            + " |")
+    for variant in table.variants:
+        runs = results.get(variant.name)
+        if variant not in sweep.selected:
+            continue
+        cells = (" | ".join(_spread([r["model"]["scores"].get(k) for r in runs], s) for _, k, s in METRICS)
+                 if runs else " | ".join("not run yet" if i == 0 else "" for i in range(len(METRICS))))
+        paper = " | ".join(_fmt(variant.published.get(k), s) for _, k, s in PAPER_METRICS)
+        lines.append(f"| {variant.name} | {len(runs or [])}/{len(sweep.seeds)} | {cells} | "
+                     f"{variant.paper_row or '(none: not in the paper)'} | {paper} |")
+    lines += ["", *_significance(table, results, reference, sweep)]
+    path = out / f"{table.name}.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _setup(sweep: Sweep, results: dict[str, list[dict]]) -> str:
+    start = f"from `{sweep.init_from}`" if sweep.init_from else "from random weights"
+    clips = next((len(r[0]["original"]["per_utterance"]["id"]) for r in results.values()), 0)
+    return (f"Each variant: preset `{sweep.base}` with the variant's overrides, {sweep.steps} steps {start}, "
+            f"seeds {list(sweep.seeds)}; scored on {clips} utterances of the `{sweep.eval_split}` split of "
+            f"`{sweep.manifest}`{' (Whisper for WER/WIL)' if sweep.asr else ' (no ASR)'}. The paper's figures "
+            "come from its own setup (LibriSpeech, its teachers, its training length): compare the ranking of "
+            "the rows, not the values across the two columns.")
+
+
+def _significance(table, results: dict[str, list[dict]], reference: str, sweep: Sweep) -> list[str]:
+    head = [f"## Paired tests: {reference} against each other variant", "",
+            "One-sided Wilcoxon signed-rank test per utterance (H1: "
+            f"{reference} is better in the metric's own direction), on each variant's per-utterance scores "
+            "averaged over its seeds. Cells: p-value (utterances compared / whose scores differed). "
+            "The paper's Table 2 does not name its test; this is this package's choice (`significance.py`).", ""]
+    chosen = results.get(reference)
+    if not chosen:
+        return [*head, f"{reference} has not finished: no tests yet."]
+    metrics = [(h, k) for h, k, _ in METRICS if _per_utterance(chosen, k) is not None]
+    lines = [*head, "| baseline | " + " | ".join(h for h, _ in metrics) + " |", "|---|" + "---|" * len(metrics)]
+    for variant in table.variants:
+        runs = results.get(variant.name)
+        if variant.name == reference or not runs:
+            continue
+        cells = []
+        for _, key in metrics:
+            theirs = _per_utterance(runs, key)
+            if theirs is None:
+                cells.append("-")
+                continue
+            test = paired_test(key, _per_utterance(chosen, key), theirs)
+            cells.append(f"{_fmt(test.p_value, '.3g')} ({test.utterances}/{test.differing})")
+        lines.append(f"| {variant.name} | " + " | ".join(cells) + " |")
+    return lines
