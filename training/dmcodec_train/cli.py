@@ -292,7 +292,7 @@ def paper_run_command(table: str = typer.Argument(..., help="table1, table3, tab
         run_sweep(sweep, out, threads, log=lambda line: typer.echo(line, err=True))
     except ValueError as err:
         _fail(str(err))
-    typer.echo(report(out).read_text())
+    typer.echo(report(out).read_text(), nl=False)
 
 
 @paper_app.command("report")
@@ -306,7 +306,7 @@ def paper_report_command(out: Path = typer.Argument(..., help="sweep folder of `
         path = report(out, against)
     except ValueError as err:
         _fail(str(err))
-    typer.echo(path.read_text())
+    typer.echo(path.read_text(), nl=False)
 
 
 @app.command()
