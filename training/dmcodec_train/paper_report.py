@@ -109,7 +109,8 @@ def _significance(table, results: dict[str, list[dict]], reference: str, sweep: 
     chosen = results.get(reference)
     if not chosen:
         return [*head, f"{reference} has not finished: no tests yet."]
-    metrics = [(h, k) for h, k, _ in METRICS if _per_utterance(chosen, k) is not None]
+    ours = {k: series for _, k, _ in METRICS if (series := _per_utterance(chosen, k)) is not None}
+    metrics = [(h, k) for h, k, _ in METRICS if k in ours]
     lines = [*head, "| baseline | " + " | ".join(h for h, _ in metrics) + " |", "|---|" + "---|" * len(metrics)]
     for variant in table.variants:
         runs = results.get(variant.name)
@@ -121,7 +122,7 @@ def _significance(table, results: dict[str, list[dict]], reference: str, sweep: 
             if theirs is None:
                 cells.append("-")
                 continue
-            test = paired_test(key, _per_utterance(chosen, key), theirs)
+            test = paired_test(key, ours[key], theirs)
             cells.append(f"{_fmt(test.p_value, '.3g')} ({test.utterances}/{test.differing})")
         lines.append(f"| {variant.name} | " + " | ".join(cells) + " |")
     return lines
