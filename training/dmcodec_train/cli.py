@@ -242,7 +242,8 @@ def paper_list():
     for table in TABLES.values():
         typer.echo(f"{table.name}: {table.title} ({len(table.variants)} variants)")
         for variant in table.variants:
-            typer.echo(f"  {variant.name}: {variant.note}")
+            mark = " (reference of the paired tests)" if variant.name == table.reference else ""
+            typer.echo(f"  {variant.name}: {variant.note}{mark}")
 
 
 @paper_app.command("show")
@@ -280,25 +281,32 @@ def paper_run_command(table: str = typer.Argument(..., help="table1, table3, tab
                                                            "~/.cache/dmcodec/teachers)"),
               device: str = typer.Option("auto", help="auto, cpu or cuda"),
               threads: int = typer.Option(0, help="CPU threads (0: torch's default)")):
-    """Train and score every variant of a table; rerun the same command to resume an interrupted sweep."""
+    """Train and score every variant of a table, then print the report (also OUT/TABLE.md).
+
+    Rerun the same command to resume an interrupted sweep: seeds, variants and steps are fixed when
+    it starts. The default preset `paper` is the paper's 104 M-parameter codec, sized for GPUs; on a
+    CPU, fine-tune the bundled checkpoint: `--preset small-cpu-distill --init-from
+    model/dmcodec/checkpoints/default`."""
     from .experiments import TEACHERS_ROOT
     from .paper_report import report
     from .sweep import Sweep, run_sweep
 
+    # Paths are stored absolute, so that the sweep resumes the same from any directory.
+    base = str(Path(preset).resolve()) if preset.endswith(".json") else preset
     try:
-        sweep = Sweep(table, str(manifest.resolve()), preset, steps, tuple(seed or (0,)),
+        sweep = Sweep(table, str(manifest.resolve()), base, steps, tuple(seed or (0,)),
                       str(init_from.resolve()) if init_from else None, tuple(variant or ()), eval_split, eval_limit,
-                      asr, visqol, str(teachers_root or TEACHERS_ROOT), device)
-        run_sweep(sweep, out, threads, log=lambda line: typer.echo(line, err=True))
+                      asr, visqol, str((teachers_root or TEACHERS_ROOT).resolve()))
+        run_sweep(sweep, out, threads, device, log=lambda line: typer.echo(line, err=True))
+        typer.echo(report(out).read_text(), nl=False)
     except ValueError as err:
         _fail(str(err))
-    typer.echo(report(out).read_text(), nl=False)
 
 
 @paper_app.command("report")
 def paper_report_command(out: Path = typer.Argument(..., help="sweep folder of `paper run`"),
                  against: Optional[str] = typer.Option(None, help="the variant tested against every other "
-                                                       "(default: the table's reference, the paper's recipe)")):
+                                                       "(default: the table's reference, as `paper list` marks it)")):
     """Write OUT/TABLE.md: our figures per variant beside the paper's, and the paired tests."""
     from .paper_report import report
 

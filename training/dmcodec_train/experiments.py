@@ -54,7 +54,8 @@ class Variant:
 @dataclass(frozen=True)
 class Table:
     """Args: name: `table1` ...; title: what it varies; variants: its rows, in the paper's order;
-    reference: the variant the paired tests compare with every other (the paper's recipe);
+    reference: the variant the paired tests compare with every other: the paper's recipe, except
+        in table 5, whose paper rows need teachers that do not ship here (there: the shipped pair);
     published_originals: the paper's ground-truth row (ASR on the original audio)."""
 
     name: str

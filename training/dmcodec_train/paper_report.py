@@ -15,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .significance import paired_test
+from .significance import EXACT_UP_TO, MIN_DIFFERING, paired_test
 from .sweep import Sweep, read_results
 
 # (header, score key, format); word error rates are percentages, as in the paper's tables.
 METRICS = [("WER", "wer", ".2f"), ("WIL", "wil", ".2f"), ("ViSQOL", "visqol", ".2f"), ("STOI", "stoi", ".3f"),
-           ("PESQ-wb", "pesq", ".2f"), ("F0 RMSE (cents)", "f0_rmse_cents", ".0f"), ("V/UV err. %", "vuv_error", ".1f")]
+           ("PESQ-wb", "pesq", ".2f"), ("Mel dist.", "mel_distance", ".3f"),
+           ("F0 RMSE (cents)", "f0_rmse_cents", ".0f"), ("V/UV err. %", "vuv_error", ".1f")]
 PAPER_METRICS = [("WER", "wer", ".2f"), ("WIL", "wil", ".2f"), ("ViSQOL", "visqol", ".2f"), ("STOI", "stoi", ".3f")]
 PAPER = "arXiv 2410.15017 v1"
 
@@ -38,10 +39,10 @@ def _spread(values: list[float], spec: str) -> str:
     return mean if len(finite) == 1 else f"{mean} ± {format(float(np.std(finite, ddof=1)), spec)}"
 
 
-def _per_utterance(runs: list[dict], metric: str) -> list[float] | None:
-    """A variant's score per utterance, averaged over its seeds (same clips, so the pairs hold)."""
-    rows = [run["model"]["per_utterance"].get(metric) for run in runs]
-    if any(row is None for row in rows):
+def _per_utterance(runs: list[dict], metric: str, seeds: set[int]) -> list[float] | None:
+    """A variant's score per utterance, averaged over `seeds` (same clips, so the pairs hold)."""
+    rows = [run["model"]["per_utterance"].get(metric) for run in runs if run["seed"] in seeds]
+    if not rows or any(row is None for row in rows):
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an utterance NaN in every seed stays NaN
@@ -53,12 +54,12 @@ def report(out: str | Path, reference: str | None = None) -> Path:
 
     Args:
         reference: the variant tested against every other; default: the table's reference
-            (the paper's recipe) where the sweep ran it, else the sweep's last variant in the
+            (`Table.reference`) where the sweep ran it, else the sweep's last variant in the
             table's order (the paper lists its recipes after the baselines).
     """
     out = Path(out)
     sweep, table, results = read_results(out)
-    ran = [variant.name for variant in sweep.selected]
+    ran = [variant.name for variant in sweep.selected]  # in the table's order
     reference = reference or (table.reference if table.reference in ran else ran[-1])
     if reference not in ran:
         raise ValueError(f"{reference!r} is not among this sweep's variants ({', '.join(ran)})")
@@ -94,35 +95,54 @@ def _setup(sweep: Sweep, results: dict[str, list[dict]]) -> str:
     start = f"from `{sweep.init_from}`" if sweep.init_from else "from random weights"
     clips = next((len(r[0]["original"]["per_utterance"]["id"]) for r in results.values()), 0)
     return (f"Each variant: preset `{sweep.base}` with the variant's overrides, {sweep.steps} steps {start}, "
-            f"seeds {list(sweep.seeds)}; scored on {clips} utterances of the `{sweep.eval_split}` split of "
+            f"seeds {list(sweep.seeds)}; each run's last weights (not its best dev checkpoint) "
+            f"scored on {clips} utterances of the `{sweep.eval_split}` split of "
             f"`{sweep.manifest}`{' (Whisper for WER/WIL)' if sweep.asr else ' (no ASR)'}. The paper's figures "
             "come from its own setup (LibriSpeech, its teachers, its training length): compare the ranking of "
             "the rows, not the values across the two columns.")
 
 
 def _significance(table, results: dict[str, list[dict]], reference: str, sweep: Sweep) -> list[str]:
+    import scipy
+
     head = [f"## Paired tests: {reference} against each other variant", "",
             "One-sided Wilcoxon signed-rank test per utterance (H1: "
             f"{reference} is better in the metric's own direction), on each variant's per-utterance scores "
-            "averaged over its seeds. Cells: p-value (utterances compared / whose scores differed). "
+            "averaged over the seeds both variants have finished. Cells: p-value, the median gain per utterance "
+            "(positive: the reference is better), and (utterances compared / whose scores differed); "
+            f"\"too few\" where fewer than {MIN_DIFFERING} differ, since no outcome could then reach p < 0.05. "
+            f"Exact p up to {EXACT_UP_TO} differing utterances without tied magnitudes, else the normal "
+            f"approximation (scipy {scipy.__version__}). WER and WIL are tested per clip, unweighted, while the "
+            "table above gives them over the corpus (weighted by words), so their signs can differ. "
             "The paper's Table 2 does not name its test; this is this package's choice (`significance.py`).", ""]
     chosen = results.get(reference)
     if not chosen:
         return [*head, f"{reference} has not finished: no tests yet."]
-    ours = {k: series for _, k, _ in METRICS if (series := _per_utterance(chosen, k)) is not None}
-    metrics = [(h, k) for h, k, _ in METRICS if k in ours]
-    lines = [*head, "| baseline | " + " | ".join(h for h, _ in metrics) + " |", "|---|" + "---|" * len(metrics)]
+    lines = [*head]
+    rows = []
+    compared = 0
     for variant in table.variants:
         runs = results.get(variant.name)
         if variant.name == reference or not runs:
             continue
+        seeds = {r["seed"] for r in chosen} & {r["seed"] for r in runs}
         cells = []
-        for _, key in metrics:
-            theirs = _per_utterance(runs, key)
-            if theirs is None:
+        for _, key, spec in METRICS:
+            ours, theirs = _per_utterance(chosen, key, seeds), _per_utterance(runs, key, seeds)
+            if ours is None or theirs is None:
                 cells.append("-")
                 continue
-            test = paired_test(key, ours[key], theirs)
-            cells.append(f"{_fmt(test.p_value, '.3g')} ({test.utterances}/{test.differing})")
-        lines.append(f"| {variant.name} | " + " | ".join(cells) + " |")
+            test = paired_test(key, ours, theirs)
+            counts = f"({test.utterances}/{test.differing})"
+            if not test.conclusive:
+                cells.append(f"too few {counts}")
+            else:
+                compared += 1
+                cells.append(f"{_fmt(test.p_value, '.3g')}, {test.median_gain:+{spec}} {counts}")
+        rows.append(f"| {variant.name} (seeds {sorted(seeds) or '-'}) | " + " | ".join(cells) + " |")
+    headers = [h for h, _, _ in METRICS]
+    lines += ["| baseline | " + " | ".join(headers) + " |", "|---|" + "---|" * len(headers), *rows]
+    if compared > 1:
+        lines += ["", f"The p-values are per comparison, not corrected for the {compared} made here: at a "
+                  f"family-wise 0.05 (Bonferroni), read p < {0.05 / compared:.2g} as significant."]
     return lines

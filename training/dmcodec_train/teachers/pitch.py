@@ -25,7 +25,7 @@ from dmcodec.checkpoint import write_safetensors
 
 from ..data.manifest import Utterance
 from ..pitch import F0_RANGE_HZ, TIME_STEP_S, frame_pitch
-from .store import INDEX, PITCH_INDEX, manifest_shards
+from .store import INDEX, PITCH_INDEX, manifest_shards, write_index
 
 
 def precompute_pitch(manifest: str | Path, out: str | Path, hop_length: int = 320, sample_rate: int = 16000,
@@ -67,7 +67,7 @@ def precompute_pitch(manifest: str | Path, out: str | Path, hop_length: int = 32
     index = {"tracker": "praat-ac", "f0_range_hz": list(F0_RANGE_HZ), "time_step_s": TIME_STEP_S,
              "frame_rate": sample_rate / hop_length, "hop_length": hop_length, "sample_rate": sample_rate,
              "items": items}
-    (out / PITCH_INDEX).write_text(json.dumps(index, indent=1) + "\n")
+    write_index(out / PITCH_INDEX, index)
     return out / PITCH_INDEX
 
 

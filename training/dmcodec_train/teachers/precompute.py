@@ -33,7 +33,7 @@ from .asr import Recognizer
 from .lm import LMTeacher, align_to_frames, transcript_words
 from .pitch import precompute_pitch
 from .speech import HFSpeechTeacher, WhisperEncoderTeacher
-from .store import INDEX, KEY, features_key, manifest_shards
+from .store import INDEX, KEY, features_key, manifest_shards, write_index
 
 
 class SpeechTeacher(Protocol):
@@ -97,7 +97,7 @@ def precompute(manifest: str | Path, out: str | Path, speech: SpeechTeacher, lm:
         "teachers": teachers,
         "items": items,
     }
-    (out / INDEX).write_text(json.dumps(index, indent=1) + "\n")
+    write_index(out / INDEX, index)
     if pitch:
         precompute_pitch(manifest, out, hop_length, sample_rate, splits, shard_size, progress)
     return out / INDEX
