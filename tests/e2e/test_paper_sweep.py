@@ -4,6 +4,7 @@ again, then `paper report`."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -60,6 +61,8 @@ def test_a_sweep_lists_runs_survives_a_kill_mid_training_resumes_and_reports(tmp
     assert step and 1 <= int(step.group(1)) <= 12, resumed.stderr[-3000:]
     assert (first.stat().st_mtime_ns, first.read_text()) == scored  # neither trained nor scored again
     assert second.exists() and (out / "runs" / "lm-seed0" / "final").is_dir()
+    scores = json.loads(second.read_text())["model"]
+    assert scores["scores"]["rvq1_wer"] >= 0 and len(scores["per_utterance"]["rvq1_wer"]) == 2  # RVQ-1 alone too
 
     report = cli("paper", "report", str(out)).stdout
     assert report == (out / "table1.md").read_text() and report in resumed.stdout

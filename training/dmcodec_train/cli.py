@@ -276,6 +276,8 @@ def paper_run_command(table: str = typer.Argument(..., help="table1, table3, tab
               eval_limit: Optional[int] = typer.Option(None, help="score the first N utterances of it"),
               asr: bool = typer.Option(True, help="WER/WIL with Whisper (--no-asr: signal measures only)"),
               visqol: bool = typer.Option(False, help="also ViSQOL (the slowest metric)"),
+              rvq1: bool = typer.Option(True, help="also the WER of RVQ-1 alone (with ASR): the phonetic "
+                                        "content distilled into the first level"),
               teachers_root: Optional[Path] = typer.Option(None, help="folder of the teacher models that "
                                                            "variants name (default $DMCODEC_TEACHERS or "
                                                            "~/.cache/dmcodec/teachers)"),
@@ -294,9 +296,10 @@ def paper_run_command(table: str = typer.Argument(..., help="table1, table3, tab
     # Paths are stored absolute, so that the sweep resumes the same from any directory.
     base = str(Path(preset).resolve()) if preset.endswith(".json") else preset
     try:
-        sweep = Sweep(table, str(manifest.resolve()), base, steps, tuple(seed or (0,)),
-                      str(init_from.resolve()) if init_from else None, tuple(variant or ()), eval_split, eval_limit,
-                      asr, visqol, str((teachers_root or TEACHERS_ROOT).resolve()))
+        sweep = Sweep(table, str(manifest.resolve()), base=base, steps=steps, seeds=tuple(seed or (0,)),
+                      init_from=str(init_from.resolve()) if init_from else None, variants=tuple(variant or ()),
+                      eval_split=eval_split, eval_limit=eval_limit, asr=asr, visqol=visqol, rvq1=rvq1,
+                      teachers_root=str((teachers_root or TEACHERS_ROOT).resolve()))
         run_sweep(sweep, out, threads, device, log=lambda line: typer.echo(line, err=True))
         typer.echo(report(out).read_text(), nl=False)
     except ValueError as err:

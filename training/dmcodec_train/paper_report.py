@@ -19,7 +19,8 @@ from .significance import EXACT_UP_TO, MIN_DIFFERING, paired_test
 from .sweep import Sweep, read_results
 
 # (header, score key, format); word error rates are percentages, as in the paper's tables.
-METRICS = [("WER", "wer", ".2f"), ("WIL", "wil", ".2f"), ("ViSQOL", "visqol", ".2f"), ("STOI", "stoi", ".3f"),
+METRICS = [("WER", "wer", ".2f"), ("WIL", "wil", ".2f"), ("RVQ-1 WER", "rvq1_wer", ".2f"),
+           ("ViSQOL", "visqol", ".2f"), ("STOI", "stoi", ".3f"),
            ("PESQ-wb", "pesq", ".2f"), ("Mel dist.", "mel_distance", ".3f"),
            ("F0 RMSE (cents)", "f0_rmse_cents", ".0f"), ("V/UV err. %", "vuv_error", ".1f")]
 PAPER_METRICS = [("WER", "wer", ".2f"), ("WIL", "wil", ".2f"), ("ViSQOL", "visqol", ".2f"), ("STOI", "stoi", ".3f")]

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 
 # Which way is better, per score key of the evaluation harness.
-LOWER_IS_BETTER = {"wer", "wil", "wer_vs_original_asr", "mel_distance", "f0_rmse_cents", "vuv_error"}
+LOWER_IS_BETTER = {"wer", "wil", "rvq1_wer", "rvq1_wil", "wer_vs_original_asr", "mel_distance", "f0_rmse_cents",
+                   "vuv_error"}
 HIGHER_IS_BETTER = {"stoi", "pesq", "visqol"}
 MIN_DIFFERING = 5
 EXACT_UP_TO = 50

@@ -46,6 +46,8 @@ class Sweep:
         variants: the variants to run, kept in the table's order (empty: all of the table's).
         eval_split, eval_limit: the clips every run is scored on (the first `eval_limit`).
         asr, visqol: score WER/WIL with Whisper; ViSQOL (the slowest metric).
+        rvq1: also WER/WIL of RVQ-1 alone (with asr): the phonetic content the distillation puts
+            into the first level, the tables' question beside reconstruction.
         teachers_root: where the teacher folders that variants name live.
     """
 
@@ -60,6 +62,7 @@ class Sweep:
     eval_limit: int | None = None
     asr: bool = True
     visqol: bool = False
+    rvq1: bool = True
     teachers_root: str = str(TEACHERS_ROOT)
 
     def __post_init__(self):
@@ -74,6 +77,7 @@ class Sweep:
                 raise ValueError(f"{what} {', '.join(repeated)} given more than once")
         if self.eval_limit is not None and self.eval_limit < 1:
             raise ValueError(f"--eval-limit must be at least 1, got {self.eval_limit}")
+        object.__setattr__(self, "rvq1", self.rvq1 and self.asr)  # RVQ-1 alone is scored by its WER
         # One sweep, one identity: the variants in the table's order, however they were typed.
         order = [v.name for v in table.variants]
         object.__setattr__(self, "variants", tuple(sorted(self.variants, key=order.index)))
@@ -278,9 +282,15 @@ def _score(sweep: Sweep, path: Path, checkpoint: Path, job: dict[str, Any]) -> N
     from .evaluation.harness import evaluate
     from .teachers.asr import Recognizer
 
+    recognizer = Recognizer() if sweep.asr else None
     original, model = evaluate(sweep.manifest, [checkpoint], sweep.eval_split, sweep.eval_limit,
-                               recognizer=Recognizer() if sweep.asr else None, visqol=sweep.visqol,
-                               progress=False, asr=sweep.asr)
+                               recognizer=recognizer, visqol=sweep.visqol, progress=False, asr=sweep.asr)
+    if sweep.rvq1:
+        _, first = evaluate(sweep.manifest, [checkpoint], sweep.eval_split, sweep.eval_limit, n_q=1,
+                            recognizer=recognizer, visqol=False, progress=False)
+        for key in ("wer", "wil"):
+            model.scores[f"rvq1_{key}"] = first.scores[key]
+            model.per_utterance[f"rvq1_{key}"] = first.per_utterance[key]
     record = {**job, "checkpoint": "final",
               "original": {"scores": original.scores, "per_utterance": original.per_utterance},
               "model": {"name": model.name, "scores": model.scores, "per_utterance": model.per_utterance}}
