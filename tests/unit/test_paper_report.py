@@ -15,7 +15,7 @@ from dmcodec_train.data.manifest import Utterance, write_manifest
 from dmcodec_train.experiments import TABLE1
 from dmcodec_train.paper_report import report
 from dmcodec_train.significance import paired_test
-from dmcodec_train.sweep import SETTINGS, Sweep, check, job_name, schedule_notes
+from dmcodec_train.sweep import SETTINGS, Sweep, check, job_name, run_sweep, schedule_notes
 
 
 def test_a_consistent_gain_is_significant_in_the_metrics_own_direction():
@@ -132,6 +132,12 @@ def test_too_few_differing_clips_are_marked_not_tested():
     # from three clips.
     tied = paired_test("wer", [40.0, 50.0, 60.0], [45.0, 55.0, 65.0])
     assert (tied.method, tied.p_value) == ("permutation", pytest.approx(0.5 ** 3))
+    # Clips scored alike (zero differences) do not turn the enumeration into sampling: the same
+    # exact p on every call.
+    better, worse = [40.0, 50.0, 60.0, 70.0, 80.0, 10.0, 10.0], [45.0, 55.0, 65.0, 75.0, 85.0, 10.0, 10.0]
+    with_zeros = [paired_test("wer", better, worse) for _ in range(3)]
+    assert {t.method for t in with_zeros} == {"permutation"}
+    assert [t.p_value for t in with_zeros] == [pytest.approx(0.5 ** 5)] * 3
     many = paired_test("stoi", [0.9] * 30, [0.8] * 30)
     assert many.method == "normal" and many.p_value < 1e-6
 
@@ -165,7 +171,7 @@ def test_a_sweep_that_has_not_started_takes_new_settings_and_an_edited_recipe_is
         corrected.claim(tmp_path)
 
 
-def test_a_sweep_is_checked_before_it_claims_its_folder(tmp_path):
+def test_a_sweep_is_checked_before_it_claims_its_folder(tmp_path, tiny_checkpoint):
     manifest = write_manifest([Utterance("a", "a.wav", 1.0, split="train"), Utterance("b", "b.wav", 1.0, split="dev")],
                               tmp_path / "manifest.jsonl")
     out = tmp_path / "sweep"
@@ -174,7 +180,29 @@ def test_a_sweep_is_checked_before_it_claims_its_folder(tmp_path):
     with pytest.raises(ValueError, match=r"variant lm distils, but preset 'small-cpu-v2' sets loss\.distillation=0"):
         check(Sweep("table1", str(manifest), "small-cpu-v2", 4, variants=("no-distillation", "lm"), eval_split="dev"))
     check(Sweep("table1", str(manifest), "small-cpu-v2", 4, variants=("no-distillation",), eval_split="dev"))
-    assert not out.exists()
+    with pytest.raises(ValueError, match=r"teacher folders not found: .*bert-base-uncased"):
+        check(Sweep("table5", str(manifest), "tiny", 4, variants=("bert",), eval_split="dev",
+                    teachers_root=str(tmp_path / "teachers")))
+    with pytest.raises(ValueError, match="has another architecture than preset 'small-cpu-distill'"):
+        check(Sweep("table1", str(manifest), "small-cpu-distill", 4, variants=("lm",), eval_split="dev",
+                    init_from=str(tiny_checkpoint)))
+    with pytest.raises(ValueError, match="no 'test' utterances"):
+        run_sweep(Sweep("table1", str(manifest), "tiny", 4, variants=("lm",)), out)
+    assert not out.exists()  # refused before the folder was claimed
+
+
+def test_a_corrected_corpus_before_any_training_drops_the_features_of_the_old_one(tmp_path):
+    Sweep("table1", "/old.jsonl", "tiny", 4, variants=("lm",)).claim(tmp_path)
+    (tmp_path / "features" / "lm-default-average_speech-whisper-average").mkdir(parents=True)
+    Sweep("table1", "/old.jsonl", "tiny", 4, variants=("lm",), eval_limit=3).claim(tmp_path)
+    assert (tmp_path / "features").is_dir()  # the scoring changed, not what the features come from
+    Sweep("table1", "/new.jsonl", "tiny", 4, variants=("lm",), eval_limit=3).claim(tmp_path)
+    assert not (tmp_path / "features").exists()
+    # Seeds in any order, as a list or a tuple, are one sweep: it resumes.
+    Sweep("table1", "/new.jsonl", "tiny", 4, seeds=[1, 0], variants=("lm",)).claim(tmp_path)
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "lm-seed0.json").write_text("{}")
+    Sweep("table1", "/new.jsonl", "tiny", 4, seeds=(0, 1), variants=("lm",)).claim(tmp_path)
 
 
 def test_schedule_notes_say_what_a_short_sweep_never_reaches():

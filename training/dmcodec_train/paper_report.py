@@ -135,7 +135,9 @@ def _significance(table, results: dict[str, list[dict]], reference: str, sweep: 
                 continue
             test = paired_test(key, ours, theirs)
             counts = f"({test.utterances}/{test.differing})"
-            if not test.conclusive:
+            if not test.utterances:
+                cells.append("-")  # undefined on every clip (e.g. PESQ without speech)
+            elif not test.conclusive:
                 cells.append(f"too few {counts}")
             else:
                 compared += 1

@@ -76,12 +76,15 @@ def paired_test(metric: str, chosen: list[float], baseline: list[float]) -> Pair
     differing = int(np.count_nonzero(gain))
     if differing == 0:
         return PairedTest(metric, int(defined.sum()), 0, math.nan, 0.0)
-    tied = len(np.unique(np.abs(gain[gain != 0]))) < differing
+    # Only the differing clips go in: the exact and normal methods drop zeros themselves, but the
+    # sign-flip enumeration would count 2 ** len(gain) arrangements and fall back to sampling.
+    nonzero = gain[gain != 0]
+    tied = len(np.unique(np.abs(nonzero))) < differing
     if differing <= EXACT_UP_TO and not tied:
         method, how = "exact", "exact"
     elif differing <= PERMUTE_UP_TO:
         method, how = PermutationMethod(n_resamples=2 ** differing), "permutation"  # all sign flips
     else:
         method, how = "asymptotic", "normal"
-    p_value = float(wilcoxon(gain, zero_method="wilcox", alternative="greater", method=method).pvalue)
+    p_value = float(wilcoxon(nonzero, zero_method="wilcox", alternative="greater", method=method).pvalue)
     return PairedTest(metric, int(defined.sum()), differing, p_value, float(np.median(gain)), how)

@@ -21,6 +21,7 @@ import json
 import math
 import os
 import re
+import shutil
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
@@ -75,6 +76,7 @@ class Sweep:
             repeated = sorted({str(v) for v in values if values.count(v) > 1})
             if repeated:
                 raise ValueError(f"{what} {', '.join(repeated)} given more than once")
+        object.__setattr__(self, "seeds", tuple(sorted(self.seeds)))
         if self.eval_limit is not None and self.eval_limit < 1:
             raise ValueError(f"--eval-limit must be at least 1, got {self.eval_limit}")
         object.__setattr__(self, "rvq1", self.rvq1 and self.asr)  # RVQ-1 alone is scored by its WER
@@ -116,17 +118,25 @@ class Sweep:
 
     def claim(self, out: Path) -> None:
         """Write the settings to `out`, or refuse if it holds a sweep of other settings that has
-        started (trained or scored anything); one that has not is simply replaced."""
+        started (trained or scored anything). One that has not is replaced, and so are its
+        teacher features where the corpus, the preset or the teachers changed.
+
+        `teachers_root` is compared through the recipes (which hold the teacher folders a job
+        uses), so that a table without such teachers resumes wherever the root points."""
         path = out / SETTINGS
-        if path.exists() and _started(out):
-            held, held_recipes = Sweep.load(out), json.loads(path.read_text()).get("recipes")
-            changed = [f.name for f in fields(self) if getattr(held, f.name) != getattr(self, f.name)]
-            if not changed and held_recipes != self.recipes():
+        if path.exists():
+            held = Sweep.load(out)
+            changed = [f.name for f in fields(self)
+                       if f.name != "teachers_root" and getattr(held, f.name) != getattr(self, f.name)]
+            if not changed and json.loads(path.read_text()).get("recipes") != self.recipes():
                 changed = ["the recipes its preset and table resolve to"]
-            if changed:
+            if changed and _started(out):
                 raise ValueError(f"{out} holds a sweep with other settings ({', '.join(changed)}): resume it with "
                                  "the same options, or use another folder")
-            return
+            if not changed:
+                return
+            if {"manifest", "base", "the recipes its preset and table resolve to"} & set(changed):
+                shutil.rmtree(out / "features", ignore_errors=True)
         out.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({**asdict(self), "recipes": self.recipes()}, indent=1) + "\n")
 
@@ -301,8 +311,9 @@ def _score(sweep: Sweep, path: Path, checkpoint: Path, job: dict[str, Any]) -> N
 
 
 def _finite_or_null(value: Any) -> Any:
-    """NaN (a metric undefined on a clip: no speech for PESQ, no voiced frames for F0) as JSON null."""
-    if isinstance(value, float) and math.isnan(value):
+    """NaN (a metric undefined on a clip: no speech for PESQ, no voiced frames for F0), or an
+    infinite value, as JSON null."""
+    if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
         return {k: _finite_or_null(v) for k, v in value.items()}
