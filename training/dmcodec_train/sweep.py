@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import re
 import shutil
 from dataclasses import asdict, dataclass, fields
@@ -28,6 +27,7 @@ from typing import Any, Callable
 
 from .config import TrainConfig
 from .experiments import DEFAULT_BASE, TEACHERS_ROOT, Table, Variant, get_table, teacher_options
+from .files import write_json_atomically
 
 SETTINGS = "sweep.json"
 NEVER = 10**8  # an `adversarial_start` at or beyond this is a preset's way of saying "no critics"
@@ -123,12 +123,12 @@ class Sweep:
 
         `teachers_root` is compared through the recipes (which hold the teacher folders a job
         uses), so that a table without such teachers resumes wherever the root points."""
-        path = out / SETTINGS
+        path, recipes = out / SETTINGS, self.recipes()
         if path.exists():
             held = Sweep.load(out)
             changed = [f.name for f in fields(self)
                        if f.name != "teachers_root" and getattr(held, f.name) != getattr(self, f.name)]
-            if not changed and json.loads(path.read_text()).get("recipes") != self.recipes():
+            if not changed and json.loads(path.read_text()).get("recipes") != recipes:
                 changed = ["the recipes its preset and table resolve to"]
             if changed and _started(out):
                 raise ValueError(f"{out} holds a sweep with other settings ({', '.join(changed)}): resume it with "
@@ -138,7 +138,7 @@ class Sweep:
             if {"manifest", "base", "the recipes its preset and table resolve to"} & set(changed):
                 shutil.rmtree(out / "features", ignore_errors=True)
         out.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({**asdict(self), "recipes": self.recipes()}, indent=1) + "\n")
+        path.write_text(json.dumps({**asdict(self), "recipes": recipes}, indent=1) + "\n")
 
 
 def _started(out: Path) -> bool:
@@ -187,29 +187,28 @@ def check(sweep: Sweep) -> None:
 
     from .data.manifest import read_manifest
 
+    configs = [(variant, sweep.config(variant, seed)) for variant, seed in sweep.jobs()]
     missing = []
-    for variant, _ in sweep.jobs():
-        options = teacher_options(variant, sweep.config(variant, sweep.seeds[0]), Path(sweep.teachers_root))
+    for variant, config in configs:
+        options = teacher_options(variant, config, Path(sweep.teachers_root))
         for key, shipped in (("lm_teacher", "default"), ("speech_teacher", "whisper")):
             if options[key] != shipped and not Path(options[key]).is_dir() and options[key] not in missing:
                 missing.append(options[key])
     if missing:
         raise ValueError(f"teacher folders not found: {', '.join(missing)} (put the models there, set "
                          "--teachers-root, or leave those variants out with --variant)")
-    for variant, seed in sweep.jobs():
-        loss = sweep.config(variant, seed).loss
-        if loss.distillation == 0 and "loss.distillation" not in variant.overrides:
+    for variant, config in configs:
+        if config.loss.distillation == 0 and "loss.distillation" not in variant.overrides:
             raise ValueError(f"variant {variant.name} distils, but preset {sweep.base!r} sets loss.distillation=0, "
                              "so nothing would be distilled: choose a base that distils (e.g. small-cpu-distill)")
-    if not Path(sweep.manifest).is_file():
-        raise ValueError(f"{sweep.manifest}: no such manifest")
+    splits = {utterance.split for utterance in read_manifest(sweep.manifest)}  # refuses a missing manifest
     for split, purpose in (("train", "to train on"), ("dev", "to validate on"), (sweep.eval_split, "to score")):
-        if not read_manifest(sweep.manifest, split):
+        if split not in splits:
             raise ValueError(f"{sweep.manifest} has no {split!r} utterances {purpose}")
     if sweep.init_from:
         start = load_checkpoint(sweep.init_from, for_inference=False).config.to_dict()
-        for variant, seed in sweep.jobs():
-            if sweep.config(variant, seed).codec_config().to_dict() != start:
+        for variant, config in configs:
+            if config.codec_config().to_dict() != start:
                 raise ValueError(f"{sweep.init_from} has another architecture than preset {sweep.base!r} "
                                  f"(variant {variant.name}): choose the preset the checkpoint was trained with")
 
@@ -305,9 +304,7 @@ def _score(sweep: Sweep, path: Path, checkpoint: Path, job: dict[str, Any]) -> N
               "original": {"scores": original.scores, "per_utterance": original.per_utterance},
               "model": {"name": model.name, "scores": model.scores, "per_utterance": model.per_utterance}}
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(_finite_or_null(record), indent=1, allow_nan=False) + "\n")
-    os.replace(partial, path)
+    write_json_atomically(path, _finite_or_null(record))
 
 
 def _finite_or_null(value: Any) -> Any:

@@ -24,8 +24,9 @@ from dmcodec.audio import load_audio
 from dmcodec.checkpoint import write_safetensors
 
 from ..data.manifest import Utterance
+from ..files import write_json_atomically
 from ..pitch import F0_RANGE_HZ, TIME_STEP_S, frame_pitch
-from .store import INDEX, PITCH_INDEX, manifest_shards, write_index
+from .store import INDEX, PITCH_INDEX, manifest_shards
 
 
 def precompute_pitch(manifest: str | Path, out: str | Path, hop_length: int = 320, sample_rate: int = 16000,
@@ -67,7 +68,7 @@ def precompute_pitch(manifest: str | Path, out: str | Path, hop_length: int = 32
     index = {"tracker": "praat-ac", "f0_range_hz": list(F0_RANGE_HZ), "time_step_s": TIME_STEP_S,
              "frame_rate": sample_rate / hop_length, "hop_length": hop_length, "sample_rate": sample_rate,
              "items": items}
-    write_index(out / PITCH_INDEX, index)
+    write_json_atomically(out / PITCH_INDEX, index)
     return out / PITCH_INDEX
 
 

@@ -29,11 +29,12 @@ from dmcodec.audio import load_audio
 from dmcodec.checkpoint import write_safetensors
 
 from ..data.manifest import Utterance
+from ..files import write_json_atomically
 from .asr import Recognizer
 from .lm import LMTeacher, align_to_frames, transcript_words
 from .pitch import precompute_pitch
 from .speech import HFSpeechTeacher, WhisperEncoderTeacher
-from .store import INDEX, KEY, features_key, manifest_shards, write_index
+from .store import INDEX, KEY, features_key, manifest_shards
 
 
 class SpeechTeacher(Protocol):
@@ -97,7 +98,7 @@ def precompute(manifest: str | Path, out: str | Path, speech: SpeechTeacher, lm:
         "teachers": teachers,
         "items": items,
     }
-    write_index(out / INDEX, index)
+    write_json_atomically(out / INDEX, index)
     if pitch:
         precompute_pitch(manifest, out, hop_length, sample_rate, splits, shard_size, progress)
     return out / INDEX

@@ -8,9 +8,7 @@ on the codec's frames, so a crop reads the same frames from each.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -21,14 +19,6 @@ from . import layers as layer_specs
 INDEX = "index.json"
 PITCH_INDEX = "pitch.json"
 KEY = "key.json"
-
-
-def write_index(path: Path, index: dict[str, Any]) -> None:
-    """Write an index whole or not at all: its presence marks the folder's features as complete,
-    so a run killed while writing it must not leave a truncated one behind."""
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(index, indent=1) + "\n")
-    os.replace(partial, path)
 
 
 def features_key(index: dict) -> dict:
