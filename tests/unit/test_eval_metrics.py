@@ -1,4 +1,4 @@
-"""The evaluation's pitch measure on signals whose pitch we know."""
+"""The evaluation's measures: pitch on signals whose pitch we know, RVQ-1 alone on the same codes."""
 
 from __future__ import annotations
 
@@ -52,3 +52,44 @@ def test_the_latent_pitch_probe_reads_pitch_where_a_representation_has_it():
     assert score(lambda a, f0: noise(f0)) > 150.0  # the spread of the pitches: nothing is read
     mel = score(lambda a, f0: log_mel_features(a, RATE, 320))
     assert mel < 100.0 and mel == score(lambda a, f0: log_mel_features(a, RATE, 320))  # seeded
+
+
+class _Listener:
+    """A stand-in for Whisper: keeps every clip it is given and hears its length in words, so
+    that clips that sound alike to the metrics still differ in what it transcribes."""
+
+    def __init__(self):
+        self.heard: list[np.ndarray] = []
+
+    def transcribe(self, audio: np.ndarray) -> tuple[str, list]:
+        self.heard.append(audio)
+        return " ".join(["word"] * (1 + int(np.abs(audio).sum() * 10) % 7)), []
+
+
+def test_the_evaluation_scores_rvq1_alone_from_the_same_codes(train_corpus, tiny_checkpoint):
+    """The RVQ-1 column is what a separate `--n-q 1` evaluation would transcribe: the first
+    level of the same codes, decoded alone (one encode serves both)."""
+    from dmcodec.tokenizer import Tokenizer
+    from dmcodec_train.evaluation.harness import evaluate
+
+    manifest, _ = train_corpus
+    listener = _Listener()
+    _, model = evaluate(manifest, [tiny_checkpoint], split="test", limit=2, recognizer=listener,
+                        visqol=False, progress=False, rvq1=True)
+    originals, decoded, first = listener.heard[:2], listener.heard[2:4], listener.heard[4:]
+    assert len(first) == 2
+    with Tokenizer.from_pretrained(tiny_checkpoint) as tokenizer:
+        alone = tokenizer.decode_many([(c, len(a)) for c, a in zip(tokenizer.encode_arrays(originals, 1), originals)])
+    for heard, expected, full in zip(first, alone, decoded):
+        np.testing.assert_allclose(heard, expected, atol=1e-6)
+        assert not np.allclose(heard, full, atol=1e-3)  # the first level alone, not all eight
+
+    _, alone_row = evaluate(manifest, [tiny_checkpoint], split="test", limit=2, n_q=1, recognizer=_Listener(),
+                            visqol=False, progress=False)
+    for key in ("wer", "wil", "wer_vs_original_asr"):
+        assert model.scores[f"rvq1_{key}"] == alone_row.scores[key]
+    assert model.per_utterance["rvq1_wer"] == alone_row.per_utterance["wer"]
+    # Asked for nothing else, the row has no RVQ-1 column; with n_q=1 there is nothing to add.
+    assert "rvq1_wer" not in evaluate(manifest, [tiny_checkpoint], split="test", limit=1, recognizer=_Listener(),
+                                      visqol=False, progress=False)[1].scores
+    assert "rvq1_wer" not in alone_row.scores

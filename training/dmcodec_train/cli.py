@@ -353,9 +353,11 @@ def evaluate(manifest: Path = typer.Argument(..., help="manifest with transcript
                                              "(the originals' row: read from their log-mel)"),
              probe_manifest: Optional[Path] = typer.Option(None, help="where the probe's train split comes "
                                                            "from (default: MANIFEST)"),
+             rvq1: bool = typer.Option(True, help="also the WER of RVQ-1 alone, from the same codes (with ASR): "
+                                       "the phonetic content distilled into the first level"),
              title: str = typer.Option("")):
     """Score checkpoints on a split: WER/WIL, STOI, PESQ, ViSQOL, mel distance, F0 and voicing errors,
-    the latent pitch probe, codebook use. `--n-q 1` scores RVQ-1 alone (its WER: the phonetic content)."""
+    the latent pitch probe, codebook use, and the WER of RVQ-1 alone (the phonetic content)."""
     from .evaluation.harness import evaluate as run_evaluation
     from .evaluation.harness import to_markdown, write_report
     from .teachers.asr import Recognizer
@@ -363,7 +365,7 @@ def evaluate(manifest: Path = typer.Argument(..., help="manifest with transcript
     try:
         rows = run_evaluation(manifest, checkpoints or [], split, limit, n_q, Recognizer(whisper) if asr else None,
                               visqol, opus_kbps=tuple(opus or ()), asr=asr, probe_clips=pitch_probe,
-                              probe_manifest=probe_manifest)
+                              probe_manifest=probe_manifest, rvq1=rvq1)
     except ValueError as err:
         _fail(str(err))
     write_report(rows, out, title)

@@ -293,13 +293,8 @@ def _score(sweep: Sweep, path: Path, checkpoint: Path, job: dict[str, Any]) -> N
 
     recognizer = Recognizer() if sweep.asr else None
     original, model = evaluate(sweep.manifest, [checkpoint], sweep.eval_split, sweep.eval_limit,
-                               recognizer=recognizer, visqol=sweep.visqol, progress=False, asr=sweep.asr)
-    if sweep.rvq1:
-        _, first = evaluate(sweep.manifest, [checkpoint], sweep.eval_split, sweep.eval_limit, n_q=1,
-                            recognizer=recognizer, visqol=False, progress=False)
-        for key in ("wer", "wil"):
-            model.scores[f"rvq1_{key}"] = first.scores[key]
-            model.per_utterance[f"rvq1_{key}"] = first.per_utterance[key]
+                               recognizer=recognizer, visqol=sweep.visqol, progress=False, asr=sweep.asr,
+                               rvq1=sweep.rvq1)
     record = {**job, "checkpoint": "final",
               "original": {"scores": original.scores, "per_utterance": original.per_utterance},
               "model": {"name": model.name, "scores": model.scores, "per_utterance": model.per_utterance}}

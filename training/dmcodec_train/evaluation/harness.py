@@ -72,7 +72,6 @@ class _Scorer:
         rate = SAMPLE_RATE
         per_clip: dict[str, list[float]] = {"stoi": [], "pesq": [], "visqol": [], "mel_distance": [],
                                             "f0_rmse_cents": [], "vuv_error": []}
-        hypotheses = []
         clips = list(zip(self.originals, decoded))
         for original, audio in tqdm(clips, desc=f"scoring {name}", disable=not self.progress):
             per_clip["stoi"].append(stoi(original, audio, rate))
@@ -83,30 +82,38 @@ class _Scorer:
                 per_clip["visqol"].append(visqol_speech(original, audio, rate))
             per_clip["mel_distance"].append(mel_distance(torch.from_numpy(audio)[None],
                                                          torch.from_numpy(original)[None], rate))
-            if self.recognizer is not None:
-                hypotheses.append(self.recognizer.transcribe(audio)[0])
         scores = {**{k: _mean(v) for k, v in per_clip.items()}, "bitrate_kbps": bitrate_kbps}
         per_clip = {k: v for k, v in per_clip.items() if v}
         if self.recognizer is not None:
-            versus_original = word_errors(self.original_asr, hypotheses)
-            scores.update(word_errors(self.references, hypotheses), wer_vs_original_asr=versus_original["wer"],
-                          wil_vs_original_asr=versus_original["wil"])
-            # The means above weight clips by their words (corpus WER); per clip, each its own.
-            clip_errors = [word_errors([r], [h]) for r, h in zip(self.references, hypotheses)]
-            per_clip.update(wer=[e["wer"] for e in clip_errors], wil=[e["wil"] for e in clip_errors])
+            words, words_per_clip = self.words(name, decoded)
+            scores.update(words)
+            per_clip.update(words_per_clip)
         return scores, per_clip
+
+    def words(self, name: str, decoded: list[np.ndarray]) -> tuple[dict[str, float], dict[str, list[float]]]:
+        """WER/WIL against the transcripts and against what the ASR heard in the originals."""
+        hypotheses = [self.recognizer.transcribe(audio)[0]
+                      for audio in tqdm(decoded, desc=f"ASR {name}", disable=not self.progress)]
+        versus_original = word_errors(self.original_asr, hypotheses)
+        scores = {**word_errors(self.references, hypotheses), "wer_vs_original_asr": versus_original["wer"],
+                  "wil_vs_original_asr": versus_original["wil"]}
+        # The means above weight clips by their words (corpus WER); per clip, each its own.
+        clip_errors = [word_errors([r], [h]) for r, h in zip(self.references, hypotheses)]
+        return scores, {"wer": [e["wer"] for e in clip_errors], "wil": [e["wil"] for e in clip_errors]}
 
 
 def evaluate(manifest: str | Path, checkpoints: list[str | Path], split: str = "test", limit: int | None = None,
              n_q: int | None = None, recognizer: Recognizer | None = None, visqol: bool = True,
              progress: bool = True, opus_kbps: tuple[float, ...] = (), asr: bool = True,
              probe_clips: int = 0, probe_manifest: str | Path | None = None,
-             probe: PitchProbe | None = None) -> list[Result]:
+             probe: PitchProbe | None = None, rvq1: bool = False) -> list[Result]:
     """Rows: the originals first, then one per checkpoint (in the order given), then Opus at
     each of `opus_kbps`. asr=False leaves the word error rates out (no Whisper runs).
     probe_clips: train the latent pitch probe on this many clips of the train split of
     `probe_manifest` (default `manifest`), spread evenly over it (their first
-    `PROBE_TRAIN_SECONDS`); 0 leaves the probe out. probe: its settings (default `PitchProbe()`)."""
+    `PROBE_TRAIN_SECONDS`); 0 leaves the probe out. probe: its settings (default `PitchProbe()`).
+    rvq1 (with ASR): each model's row also gets the word error rates of RVQ-1 alone (`rvq1_wer`,
+    ...), the phonetic content the distillation puts into the first level, from the same codes."""
     utterances = read_manifest(manifest, split)[:limit]
     if not utterances:
         raise ValueError(f"{manifest}: no utterances in split {split!r}")
@@ -133,6 +140,12 @@ def evaluate(manifest: str | Path, checkpoints: list[str | Path], split: str = "
             codes = tokenizer.encode_arrays(originals, n_q)
             decoded = tokenizer.decode_many([(c, len(a)) for c, a in zip(codes, originals)])
             scores, per_clip = score(loaded.name, decoded, loaded.config.bitrate(n_q) / 1000)
+            if rvq1 and recognizer is not None and len(codes[0]) > 1:
+                # RVQ-1's codes do not depend on how many levels follow it: slice, not re-encode.
+                first = tokenizer.decode_many([(c[:1], len(a)) for c, a in zip(codes, originals)])
+                words, words_per_clip = score.words(f"{loaded.name} RVQ-1", first)
+                scores.update({f"rvq1_{k}": v for k, v in words.items()})
+                per_clip.update({f"rvq1_{k}": v for k, v in words_per_clip.items()})
             if clips is not None:
                 scores["pitch_probe_cents"] = clips.score(probe, loaded.config.hop_length,
                                                           latent_featurizer(tokenizer, n_q))
@@ -158,6 +171,7 @@ def _probe_clips(manifest: str | Path, count: int, originals: list[np.ndarray]) 
 
 # (header, score key, format): word error rates are percentages, shown like the paper's tables.
 _COLUMNS = [("WER", "wer", ".1f"), ("WIL", "wil", ".1f"), ("WER vs orig. ASR", "wer_vs_original_asr", ".1f"),
+            ("RVQ-1 WER vs orig. ASR", "rvq1_wer_vs_original_asr", ".1f"),
             ("ViSQOL", "visqol", ".2f"), ("STOI", "stoi", ".3f"), ("PESQ-wb", "pesq", ".2f"),
             ("Mel dist.", "mel_distance", ".3f"), ("F0 RMSE (cents)", "f0_rmse_cents", ".0f"),
             ("V/UV err. %", "vuv_error", ".1f"), ("Pitch probe (cents)", "pitch_probe_cents", ".0f"),
