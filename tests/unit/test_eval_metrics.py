@@ -89,6 +89,8 @@ def test_the_evaluation_scores_rvq1_alone_from_the_same_codes(train_corpus, tiny
     for key in ("wer", "wil", "wer_vs_original_asr"):
         assert model.scores[f"rvq1_{key}"] == alone_row.scores[key]
     assert model.per_utterance["rvq1_wer"] == alone_row.per_utterance["wer"]
+    assert model.per_utterance["rvq1_wil"] == alone_row.per_utterance["wil"]
+    assert len(alone_row.per_utterance["wil"]) == 2
     # Asked for nothing else, the row has no RVQ-1 column; with n_q=1 there is nothing to add.
     assert "rvq1_wer" not in evaluate(manifest, [tiny_checkpoint], split="test", limit=1, recognizer=_Listener(),
                                       visqol=False, progress=False)[1].scores
