@@ -65,15 +65,18 @@ def test_four_flac_bombs_at_once_keep_memory_bounded_and_give_it_back(tmp_path, 
 
         responses, waits = asyncio.run(attack())
         peak = rss_kib(process.pid, "VmHWM")
-        time.sleep(3)
-        after = rss_kib(process.pid, "VmRSS")
-    print(f"four FLAC bombs: idle RSS {idle / 1024:.0f} MiB, peak {peak / 1024:.0f} MiB, 3 s after "
+        # The memory goes back within a few seconds on an idle machine; a busy one (CI beside
+        # other work) delays it, so wait for it up to 15 s rather than judge a fixed instant.
+        returned_by = time.monotonic() + 15
+        while (after := rss_kib(process.pid, "VmRSS")) - idle >= 300 * 1024 and time.monotonic() < returned_by:
+            time.sleep(0.5)
+    print(f"four FLAC bombs: idle RSS {idle / 1024:.0f} MiB, peak {peak / 1024:.0f} MiB, after "
           f"{after / 1024:.0f} MiB, slowest live check {max(waits):.3f} s")
     assert [r.status_code for r in responses] == [200] * 4
     assert all(r.json()["num_samples"] == 590 * 16000 for r in responses)
     assert max(waits) < 1.0, f"the live endpoint took {max(waits):.2f} s during the attack"
     assert (peak - idle) / 1024 < 1536, f"peak RSS {peak / 1024:.0f} MiB vs idle {idle / 1024:.0f} MiB"
-    assert (after - idle) / 1024 < 300, f"RSS {after / 1024:.0f} MiB 3 s after vs idle {idle / 1024:.0f} MiB"
+    assert (after - idle) / 1024 < 300, f"RSS {after / 1024:.0f} MiB 15 s after vs idle {idle / 1024:.0f} MiB"
 
 
 def test_sigterm_during_a_burst_gives_every_request_its_codes_or_a_503(small_checkpoint, tmp_path):
