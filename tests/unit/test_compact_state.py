@@ -75,3 +75,31 @@ def test_a_run_goes_on_from_its_compact_state(train_corpus, tmp_path, monkeypatc
                     progress=False)
     with pytest.raises(ValueError, match="do not fit"):
         resume_from_compact(wider, out)
+
+
+def test_a_recipe_that_adds_or_drops_a_critic_goes_on_from_the_state(train_corpus, tmp_path):
+    """Stint 3 of the campaign adds the multi-period critics to a state trained with the STFT
+    critic alone: the state's critics carry over, the new ones start fresh, each said."""
+    manifest, features = train_corpus
+    config = TrainConfig.load("tiny", {"steps": 6, "adversarial_start": 0, "periods": [2]})
+    first = Trainer(config, tmp_path / "first", manifest, features, progress=False)
+    first.fit(2)
+    out = export_compact(first.state_dict(), tmp_path / "state")
+    recipe = read_compact(out)["config"]
+
+    more = Trainer(TrainConfig.from_dict({**recipe, "periods": [2, 3, 5]}), tmp_path / "more", manifest, features,
+                   progress=False)
+    assert resume_from_compact(more, out) == ["critic mpd.1 starts fresh (not in the state)",
+                                              "critic mpd.2 starts fresh (not in the state)"]
+    before, after = first.discriminators.state_dict(), more.discriminators.state_dict()
+    for key in [k for k in before if k.startswith(("families.mstftd.", "families.mpd.discriminators.0."))]:
+        assert torch.allclose(after[key], before[key].half().float()), key
+    assert np.isfinite(more.fit(4)["total"])
+
+    fewer = Trainer(TrainConfig.from_dict({**recipe, "periods": []}), tmp_path / "fewer", manifest, features,
+                    progress=False)
+    assert resume_from_compact(fewer, out) == ["critic mpd.0 in the state is not used by this run"]
+    wider = Trainer(TrainConfig.from_dict({**recipe, "discriminator_width": 0.1}), tmp_path / "wider", manifest,
+                    features, progress=False)
+    with pytest.raises(ValueError, match="critics do not fit"):
+        resume_from_compact(wider, out)

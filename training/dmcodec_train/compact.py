@@ -171,7 +171,7 @@ def resume_from_compact(trainer: Trainer, folder: str | Path) -> list[str]:
     notes = [f"{name} starts fresh (not in the state)" for name in sorted({k.split(".")[0] for k in missing})]
     notes += [f"{name} in the state is not used by this run" for name in sorted({k.split(".")[0] for k in unexpected})]
     if record["critics"]:
-        trainer.discriminators.load_state_dict(part("discriminators."))
+        notes += _load_critics(trainer, part("discriminators."), folder)
     elif int(record["step"]) > trainer.config.adversarial_start:
         notes.append("the critics start afresh (the state was exported without them)")
     trainer.step = int(record["step"])
@@ -185,6 +185,20 @@ def resume_from_compact(trainer: Trainer, folder: str | Path) -> list[str]:
     if expected and expected != trainer.data_position()["train_ids_sha256"]:
         notes.append("this manifest's train split is not the one the state trained on: the data order differs")
     return notes
+
+
+def _load_critics(trainer: Trainer, tensors: dict[str, torch.Tensor], folder: str | Path) -> list[str]:
+    """The state's critics into this run's; a recipe that adds a critic (say the periods to a run
+    that had only the STFT critic) trains the new ones from scratch, and one that drops a critic
+    leaves it out. Returns a note per critic of either kind, e.g. `critic mpd.0 starts fresh`."""
+    try:
+        missing, unexpected = trainer.discriminators.load_state_dict(tensors, strict=False)
+    except RuntimeError as err:  # another width
+        raise ValueError(f"{folder}: its critics do not fit this run's ({str(err).splitlines()[0]})") from err
+    # "families.mpd.discriminators.0.convs.1.weight" -> "mpd.0": one note per sub-discriminator.
+    critics = lambda keys: sorted({".".join(key.split(".")[1:4:2]) for key in keys})
+    return ([f"critic {name} starts fresh (not in the state)" for name in critics(missing)]
+            + [f"critic {name} in the state is not used by this run" for name in critics(unexpected)])
 
 
 def _rng_tensor(encoded: str) -> torch.Tensor:
