@@ -5,6 +5,9 @@ the precomputed feature shards."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -150,3 +153,14 @@ def test_transcripts_are_the_same_in_every_run_even_when_whisper_samples(train_c
     first = run()
     assert max(first[0], default=0.0) > 0, "Whisper did not sample on this clip"
     assert run() == first
+
+
+def test_loading_whisper_keeps_the_processs_torch_thread_count():
+    # CTranslate2 sets the process's OpenMP thread count to its own: a trainer or sweep held to
+    # one thread ran torch on every core after its first scoring pass (4x slower steps).
+    # (Only once torch has run a parallel region, as a trainer has, does CTranslate2's count stick.)
+    probe = ("import torch; torch.set_num_threads(1); torch.randn(1 << 20).sum(); "
+             "from dmcodec_train.teachers.asr import Recognizer; Recognizer(); print(torch.get_num_threads())")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                         env={k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}, check=True)
+    assert out.stdout.split()[-1] == "1"

@@ -27,10 +27,18 @@ def default_whisper_path() -> Path:
 
 
 def load_whisper(path: str | Path | None = None, device: str = "cpu", compute_type: str = "default",
-                 threads: int = 0):
-    """A faster-whisper model from a local CTranslate2 directory (never from a hub)."""
+                 threads: int | None = None):
+    """A faster-whisper model from a local CTranslate2 directory (never from a hub).
+
+    `threads`: CPU threads; by default torch's count in this process. CTranslate2 sets the
+    process's OpenMP thread count to its own, which torch shares: left to CTranslate2's default
+    (every core), a trainer or evaluation held to one thread would run torch on all of them from
+    here on (a sweep's training steps ran 4x slower after its first scoring pass)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
     from faster_whisper import WhisperModel
+
+    threads = torch.get_num_threads() if threads is None else threads
 
     path = Path(path) if path else default_whisper_path()
     if not (path / "model.bin").exists():
@@ -45,7 +53,7 @@ class Recognizer:
     audio it compares). `seed`: for Whisper's sampling fallback, below."""
 
     def __init__(self, path: str | Path | None = None, device: str = "cpu", beam_size: int = 5,
-                 threads: int = 0, compute_type: str = "default", seed: int = 0):
+                 threads: int | None = None, compute_type: str = "default", seed: int = 0):
         import ctranslate2
 
         # Where a beam decode looks wrong (repetitive, unlikely), Whisper retries by sampling at

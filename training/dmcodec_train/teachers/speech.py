@@ -69,7 +69,7 @@ class WhisperEncoderTeacher:
     window_s = 30.0
     num_layers = 1  # CTranslate2 returns the encoder's output only
 
-    def __init__(self, path: str | Path | None = None, device: str = "cpu", threads: int = 0,
+    def __init__(self, path: str | Path | None = None, device: str = "cpu", threads: int | None = None,
                  layers: str = layer_specs.DEFAULT):
         from .asr import default_whisper_path, load_whisper
 
