@@ -17,6 +17,7 @@ import numpy as np
 
 from .significance import EXACT_UP_TO, MIN_DIFFERING, paired_test
 from .sweep import Sweep, read_results
+from .tables import format_cell
 
 # (header, score key, format); word error rates are percentages, as in the paper's tables.
 METRICS = [("WER", "wer", ".2f"), ("WIL", "wil", ".2f"), ("RVQ-1 WER", "rvq1_wer", ".2f"),
@@ -25,10 +26,6 @@ METRICS = [("WER", "wer", ".2f"), ("WIL", "wil", ".2f"), ("RVQ-1 WER", "rvq1_wer
            ("F0 RMSE (cents)", "f0_rmse_cents", ".0f"), ("V/UV err. %", "vuv_error", ".1f")]
 PAPER_METRICS = [("WER", "wer", ".2f"), ("WIL", "wil", ".2f"), ("ViSQOL", "visqol", ".2f"), ("STOI", "stoi", ".3f")]
 PAPER = "arXiv 2410.15017 v1"
-
-
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
 
 
 def _spread(values: list[float], spec: str) -> str:
@@ -74,8 +71,9 @@ def report(out: str | Path, reference: str | None = None) -> Path:
     if first:
         original = first[0]["original"]["scores"]
         lines.append("| originals (ASR on the input) | - | " + " | ".join(
-            _fmt(original.get(k), s) if k in ("wer", "wil") else "-" for _, k, s in METRICS)
-            + " | ground truth | " + " | ".join(_fmt(table.published_originals.get(k), s) for _, k, s in PAPER_METRICS)
+            format_cell(original.get(k), s) if k in ("wer", "wil") else "-" for _, k, s in METRICS)
+            + " | ground truth | "
+            + " | ".join(format_cell(table.published_originals.get(k), s) for _, k, s in PAPER_METRICS)
             + " |")
     for variant in table.variants:
         runs = results.get(variant.name)
@@ -83,7 +81,7 @@ def report(out: str | Path, reference: str | None = None) -> Path:
             continue
         cells = (" | ".join(_spread([r["model"]["scores"].get(k) for r in runs], s) for _, k, s in METRICS)
                  if runs else " | ".join("not run yet" if i == 0 else "" for i in range(len(METRICS))))
-        paper = " | ".join(_fmt(variant.published.get(k), s) for _, k, s in PAPER_METRICS)
+        paper = " | ".join(format_cell(variant.published.get(k), s) for _, k, s in PAPER_METRICS)
         lines.append(f"| {variant.name} | {len(runs or [])}/{len(sweep.seeds)} | {cells} | "
                      f"{variant.paper_row or '(none: not in the paper)'} | {paper} |")
     lines += ["", *_significance(table, results, reference, sweep)]
@@ -141,7 +139,7 @@ def _significance(table, results: dict[str, list[dict]], reference: str, sweep: 
                 cells.append(f"too few {counts}")
             else:
                 compared += 1
-                cells.append(f"{_fmt(test.p_value, '.3g')}, {test.median_gain:+{spec}} {counts}")
+                cells.append(f"{format_cell(test.p_value, '.3g')}, {test.median_gain:+{spec}} {counts}")
         rows.append(f"| {variant.name} (seeds {sorted(seeds) or '-'}) | " + " | ".join(cells) + " |")
     headers = [h for h, _, _ in METRICS]
     lines += ["| baseline | " + " | ".join(headers) + " |", "|---|" + "---|" * len(headers), *rows]

@@ -138,7 +138,7 @@ class Sweep:
             if {"manifest", "base", "the recipes its preset and table resolve to"} & set(changed):
                 shutil.rmtree(out / "features", ignore_errors=True)
         out.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({**asdict(self), "recipes": recipes}, indent=1) + "\n")
+        write_json_atomically(path, {**asdict(self), "recipes": recipes})
 
 
 def _started(out: Path) -> bool:

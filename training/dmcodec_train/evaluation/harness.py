@@ -25,6 +25,7 @@ from dmcodec.tokenizer import Tokenizer
 
 from ..data.manifest import read_manifest
 from ..mel import mel_distance
+from ..tables import format_cell
 from ..teachers.asr import Recognizer
 from .metrics import codebook_statistics, pesq_wideband, pitch_errors, stoi, visqol_speech, word_errors
 from .opus import opus_roundtrip
@@ -181,14 +182,12 @@ _COLUMNS = [("WER", "wer", ".1f"), ("WIL", "wil", ".1f"), ("WER vs orig. ASR", "
 def to_markdown(rows: list[Result], title: str = "") -> str:
     """The paper's Table 1 layout (WER, WIL, ViSQOL, STOI) with our extra columns, then the
     per-level codebook usage of each model."""
-    def cell(value: float | None, spec: str) -> str:
-        return "-" if value is None or math.isnan(value) else format(value, spec)
-
     lines = [f"### {title}", ""] if title else []
     lines += ["| Model | " + " | ".join(h for h, _, _ in _COLUMNS) + " |",
               "|---|" + "---|" * len(_COLUMNS)]
     for row in rows:
-        lines.append(f"| {row.name} | " + " | ".join(cell(row.scores.get(k), spec) for _, k, spec in _COLUMNS) + " |")
+        cells = (format_cell(row.scores.get(k), spec) for _, k, spec in _COLUMNS)
+        lines.append(f"| {row.name} | " + " | ".join(cells) + " |")
     coded = [r for r in rows if r.levels]
     if coded:
         n = len(coded[0].levels)
