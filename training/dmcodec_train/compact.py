@@ -24,7 +24,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from safetensors.torch import load_file
@@ -162,16 +162,14 @@ def resume_from_compact(trainer: Trainer, folder: str | Path) -> list[str]:
     record = read_compact(folder)
     tensors = load_file(str(Path(folder) / WEIGHTS))
     part = lambda prefix: {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-    try:
-        missing, unexpected = trainer.generator.load_state_dict(part("generator."), strict=False)
-    except RuntimeError as err:  # shapes that do not fit
-        raise ValueError(f"{folder}: its weights do not fit this run's model ({str(err).splitlines()[0]})") from err
+    missing, unexpected = _load_part(trainer.generator, part("generator."), folder, "weights")
     if any(k.startswith("codec.") for k in missing):
         raise ValueError(f"{folder}: its codec lacks {len(missing)} tensors of this run's model (another recipe?)")
-    notes = [f"{name} starts fresh (not in the state)" for name in sorted({k.split(".")[0] for k in missing})]
-    notes += [f"{name} in the state is not used by this run" for name in sorted({k.split(".")[0] for k in unexpected})]
+    notes = _notes(missing, unexpected, lambda key: key.split(".")[0])
     if record["critics"]:
-        notes += _load_critics(trainer, part("discriminators."), folder)
+        # "families.mpd.discriminators.0.convs.1.weight" -> "critic mpd.0": a note per sub-discriminator.
+        notes += _notes(*_load_part(trainer.discriminators, part("discriminators."), folder, "critics"),
+                        lambda key: "critic " + ".".join(key.split(".")[1:4:2]))
     elif int(record["step"]) > trainer.config.adversarial_start:
         notes.append("the critics start afresh (the state was exported without them)")
     trainer.step = int(record["step"])
@@ -187,18 +185,22 @@ def resume_from_compact(trainer: Trainer, folder: str | Path) -> list[str]:
     return notes
 
 
-def _load_critics(trainer: Trainer, tensors: dict[str, torch.Tensor], folder: str | Path) -> list[str]:
-    """The state's critics into this run's; a recipe that adds a critic (say the periods to a run
-    that had only the STFT critic) trains the new ones from scratch, and one that drops a critic
-    leaves it out. Returns a note per critic of either kind, e.g. `critic mpd.0 starts fresh`."""
+def _load_part(module: torch.nn.Module, tensors: dict[str, torch.Tensor], folder: str | Path,
+               what: str) -> tuple[list[str], list[str]]:
+    """The state's tensors into `module`, leaving out what only one side has: heads or critics a
+    recipe adds start fresh (say the periods added to a run that had only the STFT critic), and
+    ones it drops are not used. Shapes that do not fit (another architecture or width) are refused.
+    Returns the missing and the unexpected keys."""
     try:
-        missing, unexpected = trainer.discriminators.load_state_dict(tensors, strict=False)
-    except RuntimeError as err:  # another width
-        raise ValueError(f"{folder}: its critics do not fit this run's ({str(err).splitlines()[0]})") from err
-    # "families.mpd.discriminators.0.convs.1.weight" -> "mpd.0": one note per sub-discriminator.
-    critics = lambda keys: sorted({".".join(key.split(".")[1:4:2]) for key in keys})
-    return ([f"critic {name} starts fresh (not in the state)" for name in critics(missing)]
-            + [f"critic {name} in the state is not used by this run" for name in critics(unexpected)])
+        return module.load_state_dict(tensors, strict=False)
+    except RuntimeError as err:
+        raise ValueError(f"{folder}: its {what} do not fit this run's model ({str(err).splitlines()[0]})") from err
+
+
+def _notes(missing: list[str], unexpected: list[str], part_of: Callable[[str], str]) -> list[str]:
+    """A note per part of the model (`part_of` a tensor key) that starts fresh or is left out."""
+    return ([f"{name} starts fresh (not in the state)" for name in sorted({part_of(k) for k in missing})]
+            + [f"{name} in the state is not used by this run" for name in sorted({part_of(k) for k in unexpected})])
 
 
 def _rng_tensor(encoded: str) -> torch.Tensor:
