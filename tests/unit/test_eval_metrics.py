@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from helpers import harmonic_tone as _voiced
 
-from dmcodec_train.evaluation.metrics import pitch_errors
+from dmcodec_train.evaluation.metrics import periodicity_score, pitch_errors
 
 RATE = 16000
 
@@ -26,6 +26,18 @@ def test_noise_in_place_of_a_voice_counts_as_voicing_errors():
     noise = np.random.default_rng(0).standard_normal(RATE).astype(np.float32) * 0.05
     scores = pitch_errors(_voiced(150.0), noise, RATE)
     assert scores["vuv_error"] > 80.0
+
+
+def test_periodicity_reads_how_much_of_the_voicing_survives():
+    tone, rng = _voiced(150.0), np.random.default_rng(3)
+    noise = rng.standard_normal(RATE).astype(np.float32) * 0.05
+    assert periodicity_score(tone, tone, RATE) > 0.99
+    assert abs(periodicity_score(tone, noise, RATE)) < 0.1
+    half = periodicity_score(tone, tone + noise * 1.4, RATE)  # about equal energies
+    assert 0.3 < half < 0.7, half
+    # Another pitch does not repeat at the reference's period; nothing voiced: nothing to read.
+    assert periodicity_score(tone, _voiced(150.0 * 2 ** (3 / 12)), RATE) < 0.5
+    assert np.isnan(periodicity_score(noise, tone, RATE))
 
 
 def _gliding_tones(count: int, seed: int) -> list[np.ndarray]:

@@ -90,11 +90,11 @@ def test_report_table_formats_each_metric_like_the_paper():
             Result("m", {"wer": 18.75, "wil": 34.0, "wer_vs_original_asr": 18.75, "rvq1_wer_vs_original_asr": 52.5,
                          "visqol": float("nan"),
                          "stoi": 0.80512, "pesq": 1.1079, "mel_distance": 0.6581, "f0_rmse_cents": 245.4,
-                         "vuv_error": 25.53, "pitch_probe_cents": 196.2, "bitrate_kbps": 4.0},
+                         "vuv_error": 25.53, "periodicity": 0.2349, "pitch_probe_cents": 196.2, "bitrate_kbps": 4.0},
                    [{"usage": 0.171, "perplexity": 114.6}])]
     table = to_markdown(rows, "t").splitlines()
-    assert table[4] == "| original | 6.2 | 12.1 | - | - | - | - | - | - | - | - | - | - |"
-    assert table[5] == "| m | 18.8 | 34.0 | 18.8 | 52.5 | - | 0.805 | 1.11 | 0.658 | 245 | 25.5 | 196 | 4.0 |"
+    assert table[4] == "| original | 6.2 | 12.1 | - | - | - | - | - | - | - | - | - | - | - |"
+    assert table[5] == "| m | 18.8 | 34.0 | 18.8 | 52.5 | - | 0.805 | 1.11 | 0.658 | 245 | 25.5 | 0.23 | 196 | 4.0 |"
     assert table[-1] == "| m | 0.17 / 115 |"
 
 

@@ -28,6 +28,7 @@ class LossWeights:
     lm: float = 0.5  # share of the distillation weight for the LM teacher
     speech: float = 0.5  # and for the speech teacher
     pitch: float = 0.0  # the pitch target (log-F0 L1 in octaves + voicing BCE); 0: no pitch head
+    periodicity: float = 0.0  # the decoded audio's periodicity where the original is voiced (`losses/periodicity.py`)
 
 
 @dataclass

@@ -28,7 +28,7 @@ import numpy as np
 # Which way is better, per score key of the evaluation harness.
 LOWER_IS_BETTER = {"wer", "wil", "rvq1_wer", "rvq1_wil", "wer_vs_original_asr", "mel_distance", "f0_rmse_cents",
                    "vuv_error"}
-HIGHER_IS_BETTER = {"stoi", "pesq", "visqol"}
+HIGHER_IS_BETTER = {"stoi", "pesq", "visqol", "periodicity"}
 MIN_DIFFERING = 5
 EXACT_UP_TO = 50
 PERMUTE_UP_TO = 16

@@ -2,7 +2,8 @@
 
 One step: a batch of crops -> the codec's reconstruction and RVQ features -> (after
 `adversarial_start`) a discriminator update on real vs generated audio -> a generator update on
-mel + waveform + commitment + adversarial + feature-matching + distillation + pitch losses.
+mel + waveform + commitment + adversarial + feature-matching + distillation + pitch +
+periodicity losses.
 Runs on one CPU or GPU, or several GPUs under `torchrun` (DDP).
 """
 
@@ -39,6 +40,7 @@ from .losses import (
     generator_loss,
     select_levels,
 )
+from .losses.periodicity import periodicity_loss
 from .losses.pitch import PitchHead, pitch_loss
 from .mel import MultiScaleMelLoss, mel_distance
 from .schedule import lr_factor
@@ -95,8 +97,8 @@ class Trainer:
         run_dir: where state.pt, config.json, metrics.csv, TensorBoard logs and best/ go.
         manifest: utterances (train split for training, dev split for validation).
         features: the folder `dmcodec-train teachers` (or `pitch`) wrote; None when nothing is
-            distilled and there is no pitch target (train_parts "decoder", or loss.distillation
-            and loss.pitch 0).
+            distilled and no loss reads the pitch targets (loss.distillation, loss.pitch and
+            loss.periodicity 0, or train_parts "decoder" without loss.periodicity).
         device: "cpu", "cuda" (under torchrun each process takes its LOCAL_RANK's GPU).
     """
 
@@ -120,13 +122,18 @@ class Trainer:
         decoder_only = config.train_parts == "decoder"
         self.distilling = not decoder_only and config.loss.distillation > 0
         self.pitching = not decoder_only and config.loss.pitch > 0
-        store = FeatureStore(features) if features is not None and (self.distilling or self.pitching) else None
+        # The periodicity loss reads the same targets but only shapes the decoder: it stays on
+        # when only the decoder trains.
+        self.periodic = config.loss.periodicity > 0
+        needs_pitch = self.pitching or self.periodic
+        store = FeatureStore(features) if features is not None and (self.distilling or needs_pitch) else None
         if self.distilling and (store is None or not store.has_teachers):
             raise ValueError("distillation needs teacher features (`dmcodec-train teachers`); "
                              "train without it with loss.distillation=0")
-        if self.pitching and (store is None or not store.has_pitch):
-            raise ValueError("the pitch target needs pitch targets in the feature folder (`dmcodec-train "
-                             "teachers`, or `dmcodec-train pitch` for a folder of its own); or set loss.pitch=0")
+        if needs_pitch and (store is None or not store.has_pitch):
+            raise ValueError("the pitch and periodicity losses need pitch targets in the feature folder "
+                             "(`dmcodec-train teachers`, or `dmcodec-train pitch` for a folder of its own); "
+                             "or set loss.pitch=0 and loss.periodicity=0")
         if self.distilling:  # a table-6 variant must never train on another variant's features
             store.require_layers({"lm": config.lm_layers, "speech": config.speech_layers})
         self.teachers = store.index["teachers"] if store is not None else {}
@@ -287,6 +294,10 @@ class Trainer:
         logs["commitment"] = output.commit_loss
         total = (weights.mel * logs["mel"] + weights.waveform * logs["waveform"]
                  + weights.commitment * logs["commitment"])
+        if self.periodic:
+            logs["periodicity"] = periodicity_loss(fake[:, 0], batch.audio[:, 0], batch.log_f0, batch.voiced,
+                                                   batch.frame_mask, self.hop, self.codec.sample_rate)
+            total = total + weights.periodicity * logs["periodicity"]
         if self.distilling:
             logs.update(self._distillation(output.levels, batch))
             total = total + weights.distillation * (weights.lm * logs["distill_lm"]
@@ -421,4 +432,4 @@ class Trainer:
 _CSV_FIELDS = ("step", "lr", "total", "mel", "waveform", "commitment", "distill_lm", "distill_speech",
                "adversarial", "feature_matching", "disc", "grad_norm", "dev_mel", "steps_per_s",
                # Later additions go last, so that a resumed older run keeps its columns in place.
-               "pitch_f0", "pitch_voicing")
+               "pitch_f0", "pitch_voicing", "periodicity")

@@ -27,7 +27,15 @@ from ..data.manifest import read_manifest
 from ..mel import mel_distance
 from ..tables import format_cell
 from ..teachers.asr import Recognizer
-from .metrics import codebook_statistics, pesq_wideband, pitch_errors, stoi, visqol_speech, word_errors
+from .metrics import (
+    codebook_statistics,
+    periodicity_score,
+    pesq_wideband,
+    pitch_errors,
+    stoi,
+    visqol_speech,
+    word_errors,
+)
 from .opus import opus_roundtrip
 from .pitch_probe import PitchProbe, ProbeClips, latent_featurizer, log_mel_features
 
@@ -72,13 +80,14 @@ class _Scorer:
         """The means over the clips, and each metric per clip."""
         rate = SAMPLE_RATE
         per_clip: dict[str, list[float]] = {"stoi": [], "pesq": [], "visqol": [], "mel_distance": [],
-                                            "f0_rmse_cents": [], "vuv_error": []}
+                                            "f0_rmse_cents": [], "vuv_error": [], "periodicity": []}
         clips = list(zip(self.originals, decoded))
         for original, audio in tqdm(clips, desc=f"scoring {name}", disable=not self.progress):
             per_clip["stoi"].append(stoi(original, audio, rate))
             per_clip["pesq"].append(pesq_wideband(original, audio, rate))
             for key, value in pitch_errors(original, audio, rate).items():
                 per_clip[key].append(value)
+            per_clip["periodicity"].append(periodicity_score(original, audio, rate))
             if self.visqol:
                 per_clip["visqol"].append(visqol_speech(original, audio, rate))
             per_clip["mel_distance"].append(mel_distance(torch.from_numpy(audio)[None],
@@ -175,7 +184,8 @@ _COLUMNS = [("WER", "wer", ".1f"), ("WIL", "wil", ".1f"), ("WER vs orig. ASR", "
             ("RVQ-1 WER vs orig. ASR", "rvq1_wer_vs_original_asr", ".1f"),
             ("ViSQOL", "visqol", ".2f"), ("STOI", "stoi", ".3f"), ("PESQ-wb", "pesq", ".2f"),
             ("Mel dist.", "mel_distance", ".3f"), ("F0 RMSE (cents)", "f0_rmse_cents", ".0f"),
-            ("V/UV err. %", "vuv_error", ".1f"), ("Pitch probe (cents)", "pitch_probe_cents", ".0f"),
+            ("V/UV err. %", "vuv_error", ".1f"), ("Periodicity", "periodicity", ".2f"),
+            ("Pitch probe (cents)", "pitch_probe_cents", ".0f"),
             ("kbps", "bitrate_kbps", ".1f")]
 
 

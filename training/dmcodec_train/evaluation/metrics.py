@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 
-from ..pitch import pitch_track
+from ..pitch import frame_pitch, pitch_track
 
 
 def _same_length(reference: np.ndarray, degraded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -43,6 +43,28 @@ def pitch_errors(reference: np.ndarray, degraded: np.ndarray, rate: int) -> dict
     cents = 1200.0 * np.log2(f0_deg[both] / f0_ref[both])
     return {"f0_rmse_cents": float(np.sqrt(np.mean(cents**2))) if both.any() else float("nan"),
             "vuv_error": 100.0 * float(np.mean(voiced_ref != voiced_deg)) if len(f0_ref) else float("nan")}
+
+
+# The frames the periodicity is read on: the 16 kHz codecs' 50 Hz frames, as the loss reads it.
+PERIODICITY_HOP = 320
+
+
+def periodicity_score(reference: np.ndarray, degraded: np.ndarray, rate: int) -> float:
+    """How periodic the degraded speech stays where the reference is voiced: the mean
+    correlation of each voiced frame's window with itself one reference pitch period later
+    (`losses/periodicity.py`, the training loss's own measure). Clean voiced speech reads about
+    0.9; noise with the right envelope reads 0. NaN without voiced frames."""
+    import torch
+
+    from ..losses.periodicity import WINDOW_S, periodicity, periods
+
+    reference, degraded = _same_length(reference, degraded)
+    frames = -(-len(reference) // PERIODICITY_HOP)
+    log_f0, voiced = (torch.from_numpy(t)[None] for t in frame_pitch(reference, rate, PERIODICITY_HOP, frames))
+    r, inside = periodicity(torch.from_numpy(degraded).float()[None], periods(log_f0, voiced, rate),
+                            PERIODICITY_HOP, round(WINDOW_S * rate))
+    counted = voiced & inside
+    return float(r[counted].mean()) if counted.any() else float("nan")
 
 
 @functools.lru_cache(maxsize=1)
