@@ -172,9 +172,11 @@ def train(manifest: Path = typer.Argument(..., help="corpus manifest (train and 
                   else TrainConfig.load(preset or "small", overrides))
     except ValueError as err:
         _fail(str(err))
-    if features != "-" and (config.train_parts == "decoder" or config.loss.distillation == config.loss.pitch == 0):
-        typer.echo(f"note: nothing is distilled and no pitch is targeted in this run, so {features} is not read",
-                   err=True)
+    weights = config.loss
+    reads_pitch = weights.periodicity > 0 or (config.train_parts == "codec" and weights.pitch > 0)
+    if features != "-" and not reads_pitch and (config.train_parts == "decoder" or weights.distillation == 0):
+        typer.echo(f"note: nothing is distilled and no loss reads the pitch targets in this run, so {features} "
+                   "is not read", err=True)
     try:
         trainer = Trainer(config, run_dir, manifest, None if features == "-" else Path(features), device)
     except ValueError as err:
