@@ -374,6 +374,35 @@ def evaluate(manifest: Path = typer.Argument(..., help="manifest with transcript
     typer.echo(to_markdown(rows, title))
 
 
+@app.command()
+def compare(candidate: str = typer.Argument(..., help="the candidate's row name (its checkpoint's name)"),
+            held_out: list[str] = typer.Option(..., "--held-out", help="NAME=RESULTS.json[,RESULTS.json...]: "
+                                               "a held-out set's `eval` results (repeat per set; several files "
+                                               "of one set must score the same clips)"),
+            baseline: str = typer.Option("dmcodec-small-cpu", help="the shipped model's row name"),
+            out: Optional[Path] = typer.Option(None, help="also write the table here (Markdown)")):
+    """The shipping rule: does CANDIDATE beat the shipped model on every measure (STOI, PESQ-wb,
+    WER vs the originals' ASR, F0 RMSE, V/UV error) of every held-out set? Exits 1 when not."""
+    from .shipping import beats_on_every_measure, to_markdown
+    from .shipping import compare as compare_models
+
+    sets: dict[str, list[Path]] = {}
+    for spec in held_out:
+        name, sep, files = spec.partition("=")
+        if not sep or not name or not files:
+            _fail(f"--held-out {spec!r}: expected NAME=RESULTS.json[,RESULTS.json...]")
+        sets[name] = [Path(f) for f in files.split(",")]
+    try:
+        comparisons = compare_models(sets, baseline, candidate)
+    except (ValueError, OSError) as err:
+        _fail(str(err))
+    table = to_markdown(comparisons, baseline, candidate)
+    if out:
+        out.write_text(table)
+    typer.echo(table)
+    raise typer.Exit(0 if beats_on_every_measure(comparisons) else 1)
+
+
 def main() -> None:
     app()
 

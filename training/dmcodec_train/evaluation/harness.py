@@ -109,7 +109,9 @@ class _Scorer:
                   "wil_vs_original_asr": versus_original["wil"]}
         # The means above weight clips by their words (corpus WER); per clip, each its own.
         clip_errors = [word_errors([r], [h]) for r, h in zip(self.references, hypotheses)]
-        return scores, {"wer": [e["wer"] for e in clip_errors], "wil": [e["wil"] for e in clip_errors]}
+        clip_versus_original = [word_errors([o], [h])["wer"] for o, h in zip(self.original_asr, hypotheses)]
+        return scores, {"wer": [e["wer"] for e in clip_errors], "wil": [e["wil"] for e in clip_errors],
+                        "wer_vs_original_asr": clip_versus_original}
 
 
 def evaluate(manifest: str | Path, checkpoints: list[str | Path], split: str = "test", limit: int | None = None,
