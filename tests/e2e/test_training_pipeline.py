@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -17,6 +19,7 @@ from helpers import running_server
 
 from dmcodec import load_checkpoint
 from dmcodec_train.data.manifest import read_manifest
+from dmcodec_train.state import load_state
 
 CLI = [sys.executable, "-m", "dmcodec_train.cli"]
 
@@ -90,6 +93,32 @@ def test_pipeline_from_corpus_to_served_and_evaluated_checkpoint(tmp_path):
     assert "wer" not in probe[0]["scores"] and "wer" not in probe[1]["scores"]
     assert probe[0]["scores"]["pitch_probe_cents"] > 0 and probe[1]["scores"]["pitch_probe_cents"] > 0
     assert probe[1]["scores"]["pesq"] == pytest.approx(scores["pesq"]) and math.isnan(probe[1]["scores"]["visqol"])
+
+
+def test_sigterm_saves_the_step_under_way_and_the_same_command_resumes(train_corpus, tmp_path):
+    """A preempted job (or a lease's end) stops with its state saved, not at the last checkpoint,
+    and says so with a non-zero exit, so that a job runner does not take it for finished."""
+    manifest, _ = train_corpus
+    command = [*CLI, "train", str(manifest), "-", str(tmp_path / "run"), "--preset", "tiny", "--threads", "1",
+               "--set", "loss.distillation=0", "--set", "log_every=1", "--set", "checkpoint_every=100000",
+               "--set", "validate_every=100000"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    job = subprocess.Popen([*command, "--set", "steps=100000"], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    metrics, deadline = tmp_path / "run" / "metrics.csv", time.monotonic() + 300
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):  # the header and two steps
+        assert job.poll() is None and time.monotonic() < deadline, job.communicate()[1][-3000:]
+        time.sleep(0.2)
+    job.send_signal(signal.SIGTERM)
+    out, err = job.communicate(timeout=300)
+    assert job.returncode == 143, err[-3000:]
+    stopped = json.loads(out.strip().splitlines()[-1])["step"]
+    assert stopped >= 2 and f"stopped by SIGTERM at step {stopped}, state saved" in err
+    assert load_state(tmp_path / "run")["step"] == stopped  # no checkpoint was due: saved on the signal
+    resumed = subprocess.run([*command, "--set", f"steps={stopped + 1}"], env=env, capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming {tmp_path / 'run'} at step {stopped}" in resumed.stdout
 
 
 def test_ddp_under_torchrun_with_two_processes(train_corpus, tmp_path):

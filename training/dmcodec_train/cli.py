@@ -201,6 +201,10 @@ def train(manifest: Path = typer.Argument(..., help="corpus manifest (train and 
         export_compact(trainer.state_dict(), export_state, run_figures(run_dir))
         typer.echo(f"compact state -> {export_state}", err=True)
     typer.echo(json.dumps({"step": trainer.step, **{k: round(v, 5) for k, v in logs.items()}}))
+    if trainer.terminated:
+        # Not 0: a job runner must not take a stopped run for a finished one (128 + SIGTERM).
+        typer.echo(f"stopped by SIGTERM at step {trainer.step}, state saved: the same command resumes", err=True)
+        raise typer.Exit(143)
 
 
 state_app = typer.Typer(help="The compact resumable state (fp16 weights, step, recipe; no optimiser).",

@@ -14,6 +14,8 @@ import hashlib
 import json
 import os
 import platform
+import signal
+import threading
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -165,6 +167,8 @@ class Trainer:
         self.d_sched = torch.optim.lr_scheduler.LambdaLR(
             self.d_opt, lambda _: lr_factor(config, self.step, self.rewarm_from))
         self.best_dev_mel = float("inf")
+        # Set when SIGTERM asked the run to stop (a preemption, a lease's or a session's end).
+        self.terminated = False
         self.g_model: nn.Module = self.generator
         self.d_model: nn.Module = self.discriminators
         if self.world > 1:
@@ -365,11 +369,31 @@ class Trainer:
         return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
     # --- the loop ------------------------------------------------------------------------
+    def _stop_requested(self, flag: threading.Event) -> bool:
+        """Whether SIGTERM arrived; under DDP, whether it arrived at any rank, so that all stop
+        at the same step (a rank that went on alone would wait for the others forever)."""
+        if self.world == 1:
+            return flag.is_set()
+        stop = torch.tensor([float(flag.is_set())], device=self.device)
+        torch.distributed.all_reduce(stop, torch.distributed.ReduceOp.MAX)
+        return bool(stop.item())
+
+    @staticmethod
+    def _on_sigterm(flag: threading.Event):
+        """Catch SIGTERM for the loop (from the main thread only: Python's signal rule) and
+        give back the previous handler's restorer."""
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous = signal.signal(signal.SIGTERM, lambda *_: flag.set())
+        return lambda: signal.signal(signal.SIGTERM, previous)
+
     def fit(self, steps: int | None = None, time_limit_s: float | None = None,
             save_at_end: bool = True) -> dict[str, float]:
         """Train until `steps` (default config.steps) total steps, or until `time_limit_s` has
         passed; returns the last logs. The state is saved every `checkpoint_every` steps and,
-        unless `save_at_end` is false (a short calibration leg of a longer run), where it stops."""
+        unless `save_at_end` is false (a short calibration leg of a longer run), where it stops.
+        SIGTERM finishes the step under way, saves, stops and sets `terminated`: a preempted or
+        timed-out job loses no steps."""
         target = steps if steps is not None else self.config.steps
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.rank == 0:
@@ -380,6 +404,8 @@ class Trainer:
         logs: dict[str, float] = {}
         bar = tqdm(total=target, initial=self.step, desc="training", unit="step", disable=not self.progress)
         started, start_step = time.perf_counter(), self.step
+        sigterm = threading.Event()
+        restore_handler = self._on_sigterm(sigterm)
         try:
             while self.step < target:
                 batch = self.sampler.batch(self.step, self.config.batch_size, self.rank).to(self.device)
@@ -406,12 +432,14 @@ class Trainer:
                         for key, value in row.items():
                             writer.add_scalar(f"train/{key}", value, self.step)
                 out_of_time = time_limit_s is not None and time.perf_counter() - started > time_limit_s
+                self.terminated = self._stop_requested(sigterm)
                 stopping = self.step == target or out_of_time
-                if self.step % self.config.checkpoint_every == 0 or (stopping and save_at_end):
+                if self.step % self.config.checkpoint_every == 0 or (stopping and save_at_end) or self.terminated:
                     self.save()
-                if out_of_time:
+                if out_of_time or self.terminated:
                     break
         finally:
+            restore_handler()
             bar.close()
             if csv_file:
                 csv_file.close()
