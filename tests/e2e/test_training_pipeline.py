@@ -92,6 +92,8 @@ def test_pipeline_from_corpus_to_served_and_evaluated_checkpoint(tmp_path):
     probe = json.loads((tmp_path / "probe" / "results.json").read_text())
     assert "wer" not in probe[0]["scores"] and "wer" not in probe[1]["scores"]
     assert probe[0]["scores"]["pitch_probe_cents"] > 0 and probe[1]["scores"]["pitch_probe_cents"] > 0
+    # The originals' own periodicity is the ceiling; an untrained codec's output hardly repeats.
+    assert probe[0]["scores"]["periodicity"] > 0.7 > probe[1]["scores"]["periodicity"]
     assert probe[1]["scores"]["pesq"] == pytest.approx(scores["pesq"]) and math.isnan(probe[1]["scores"]["visqol"])
 
 

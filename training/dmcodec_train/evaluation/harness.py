@@ -134,8 +134,11 @@ def evaluate(manifest: str | Path, checkpoints: list[str | Path], split: str = "
     references = [u.transcript for u in utterances]
     original_asr = [] if recognizer is None else [
         recognizer.transcribe(a)[0] for a in tqdm(originals, desc="ASR originals", disable=not progress)]
-    rows = [Result("original", {**(word_errors(references, original_asr) if asr else {}), "bitrate_kbps": 256.0},
-                   per_utterance={"id": [u.id for u in utterances]})]
+    # The originals' own periodicity is the ceiling the codecs' column reads against.
+    own_periodicity = [periodicity_score(a, a, SAMPLE_RATE) for a in originals]
+    rows = [Result("original", {**(word_errors(references, original_asr) if asr else {}), "bitrate_kbps": 256.0,
+                                "periodicity": _mean(own_periodicity)},
+                   per_utterance={"id": [u.id for u in utterances], "periodicity": own_periodicity})]
 
     score = _Scorer(originals, references, original_asr, recognizer, visqol, progress)
     probe, clips = probe or PitchProbe(), _probe_clips(probe_manifest or manifest, probe_clips, originals)
