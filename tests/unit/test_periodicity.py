@@ -11,7 +11,7 @@ import torch
 from helpers import harmonic_tone
 
 from dmcodec_train.config import TrainConfig
-from dmcodec_train.losses.periodicity import WINDOW_S, periodicity, periodicity_loss
+from dmcodec_train.losses.periodicity import WINDOW_S, periodicity, periodicity_loss, split_bands
 from dmcodec_train.teachers.pitch import precompute_pitch
 from dmcodec_train.trainer import Trainer
 
@@ -69,6 +69,27 @@ def test_the_loss_is_the_shortfall_on_the_original_voiced_frames():
     assert float(periodicity_loss(breathy, tone, log_f0, voiced, mask, HOP, RATE)) > 0.1
 
 
+def test_bands_split_the_audio_and_keep_energy_moves_from_paying():
+    f0, tone = 125.0, _tone(125.0)
+    edges = (0.0, 1000.0, 2000.0, 4000.0, 8001.0)
+    bands = split_bands(tone, edges, RATE)
+    assert bands.shape == (4, RATE) and torch.allclose(bands.sum(0), tone[0], atol=1e-5)
+    # The tone's harmonics up to 1 kHz (the 1st to 7th) hold most of its energy.
+    energy = bands.pow(2).sum(-1)
+    assert energy[0] > 0.9 * energy.sum()
+
+    # A decoding that turns 1-2 kHz into noise and makes up with louder low harmonics: over the
+    # whole band it still looks periodic; band by band it does not.
+    noise = torch.from_numpy(np.random.default_rng(4).standard_normal((1, RATE)).astype(np.float32))
+    mid_noise = split_bands(noise, edges, RATE)[1] * bands[1].norm() / split_bands(noise, edges, RATE)[1].norm()
+    cheat = (2.0 * bands[0] + mid_noise + bands[2] + bands[3])[None]
+    log_f0, voiced, mask = _targets(f0)
+    whole = float(periodicity_loss(cheat, tone, log_f0, voiced, mask, HOP, RATE))
+    banded = float(periodicity_loss(cheat, tone, log_f0, voiced, mask, HOP, RATE, edges))
+    assert whole < 0.05 and banded > 0.2, (whole, banded)
+    assert float(periodicity_loss(tone, tone, log_f0, voiced, mask, HOP, RATE, edges)) == 0.0
+
+
 def test_its_gradient_makes_noise_periodic():
     log_f0, voiced, mask = _targets(200.0)
     tone = _tone(200.0)
@@ -94,6 +115,10 @@ def test_the_trainer_adds_it_also_when_only_the_decoder_trains(train_corpus, tin
     logs = trainer.train_step(trainer.sampler.batch(0, 4))
     assert np.isfinite(logs["periodicity"]) and 0 < logs["periodicity"] <= 2.0
     assert "pitch_f0" not in logs  # the periodicity loss does not bring the pitch head
+    banded = Trainer(TrainConfig.load("tiny", {**overrides, "periodicity_bands": [60, 1000, 2000, 4000, 8000]}),
+                     tmp_path / "banded", manifest, pitch, progress=False)
+    assert banded.config.periodicity_bands == (60, 1000, 2000, 4000, 8000)
+    assert np.isfinite(banded.train_step(banded.sampler.batch(0, 4))["periodicity"])
 
     decoder = Trainer(TrainConfig.load("tiny", {**overrides, "train_parts": "decoder"}), tmp_path / "dec", manifest,
                       pitch, progress=False)

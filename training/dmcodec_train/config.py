@@ -49,6 +49,8 @@ class TrainConfig:
         choice, and the trainer refuses a feature folder computed with another.
     pitch_levels: the RVQ levels the pitch head reads (with loss.pitch > 0; the targets come
         from the feature folder's `pitch.json`).
+    periodicity_bands: with loss.periodicity > 0, band edges in Hz in which the periodicity is
+        measured separately (e.g. [60, 1000, 2000, 4000, 8000]); empty: the whole band.
     quantizer_warmup: steps that train encoder and decoder without the quantizer. A randomly
         initialised encoder's output is a near-constant offset with tiny variation over time;
         codebooks fitted to it collapse to a few codes and the commitment loss then holds the
@@ -96,6 +98,7 @@ class TrainConfig:
     lm_layers: str = layer_specs.DEFAULT
     speech_layers: str = layer_specs.DEFAULT
     pitch_levels: str = "1:8"
+    periodicity_bands: tuple[float, ...] = ()
     quantizer_warmup: int = 0
     codebook_init_batches: int = 1
     quantizer_dropout: float = 0.0
@@ -124,7 +127,7 @@ class TrainConfig:
         data = dict(data)
         if isinstance(data.get("loss"), dict):
             data["loss"] = LossWeights(**data["loss"])
-        for key in ("betas", "periods", "stft_n_ffts", "mel_n_ffts", "n_mels"):
+        for key in ("betas", "periods", "stft_n_ffts", "mel_n_ffts", "n_mels", "periodicity_bands"):
             if isinstance(data.get(key), list):
                 data[key] = tuple(data[key])
         config = cls(**data)

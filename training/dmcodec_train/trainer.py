@@ -300,7 +300,8 @@ class Trainer:
                  + weights.commitment * logs["commitment"])
         if self.periodic:
             logs["periodicity"] = periodicity_loss(fake[:, 0], batch.audio[:, 0], batch.log_f0, batch.voiced,
-                                                   batch.frame_mask, self.hop, self.codec.sample_rate)
+                                                   batch.frame_mask, self.hop, self.codec.sample_rate,
+                                                   config.periodicity_bands)
             total = total + weights.periodicity * logs["periodicity"]
         if self.distilling:
             logs.update(self._distillation(output.levels, batch))
