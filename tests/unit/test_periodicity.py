@@ -90,6 +90,12 @@ def test_bands_split_the_audio_and_keep_energy_moves_from_paying():
     assert float(periodicity_loss(tone, tone, log_f0, voiced, mask, HOP, RATE, edges)) == 0.0
 
 
+@pytest.mark.parametrize("bands", [[1000], "60,1000", [2000, 1000], 4000, [-5, 100]])
+def test_band_edges_that_make_no_bands_are_refused(bands):
+    with pytest.raises(ValueError, match="increasing band edges"):
+        TrainConfig.load("tiny", {"periodicity_bands": bands})
+
+
 def test_its_gradient_makes_noise_periodic():
     log_f0, voiced, mask = _targets(200.0)
     tone = _tone(200.0)

@@ -73,6 +73,32 @@ def test_results_of_other_clips_or_without_the_row_are_refused(tmp_path):
         compare({"test": [a]}, "shipped", "cand")
 
 
+def test_a_candidate_does_not_gain_by_leaving_its_worst_clips_undefined(tmp_path):
+    shipped = _model("shipped", SHIPPED, clips=4)
+    shipped.per_utterance["f0_rmse_cents"] = [100.0, 200.0, 300.0, 400.0]  # mean 250
+    devoiced = _model("devoiced", SHIPPED, clips=4)
+    devoiced.per_utterance["f0_rmse_cents"] = [110.0, 210.0, float("nan"), float("nan")]  # its own mean 160
+    devoiced.scores["f0_rmse_cents"] = 160.0
+    path = _results(tmp_path, "test", shipped, devoiced, clips=4)
+    f0 = {c.measure: c for c in compare({"test": [path]}, "shipped", "devoiced")}["f0_rmse_cents"]
+    assert (f0.baseline, f0.candidate) == (150.0, 160.0) and not f0.better  # over the two clips both define
+
+
+def test_malformed_or_ambiguous_results_are_refused_with_the_file_named(tmp_path):
+    not_results = tmp_path / "config.json"
+    not_results.write_text('{"name": "x"}')
+    broken = tmp_path / "broken.json"
+    broken.write_text("[{")
+    for path, message in ((not_results, "a list of named rows"), (broken, "not JSON")):
+        with pytest.raises(ValueError, match=message) as error:
+            compare({"test": [path]}, "shipped", "cand")
+        assert str(path) in str(error.value)
+    a = _results(tmp_path, "a", _model("shipped", SHIPPED), _model("cand", SHIPPED), clip_set="x")
+    b = _results(tmp_path, "b", _model("cand", {**SHIPPED, "stoi": 0.9}), clip_set="x")
+    with pytest.raises(ValueError, match="distinct --name"):
+        compare({"test": [a, b]}, "shipped", "cand")
+
+
 def test_the_command_prints_the_table_and_exits_1_when_the_candidate_does_not_ship(tmp_path):
     better = {"stoi": 0.86, "pesq": 1.3, "wer_vs_original_asr": 20.0, "f0_rmse_cents": 200.0, "vuv_error": 9.0}
     path = _results(tmp_path, "test", _model("dmcodec-small-cpu", SHIPPED), _model("good", better),

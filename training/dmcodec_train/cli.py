@@ -395,13 +395,16 @@ def compare(candidate: str = typer.Argument(..., help="the candidate's row name 
         name, sep, files = spec.partition("=")
         if not sep or not name or not files:
             _fail(f"--held-out {spec!r}: expected NAME=RESULTS.json[,RESULTS.json...]")
-        sets[name] = [Path(f) for f in files.split(",")]
+        if name in sets:
+            _fail(f"--held-out {name} given twice: list its files once, comma-separated")
+        sets[name] = [Path(f.strip()) for f in files.split(",") if f.strip()]
     try:
         comparisons = compare_models(sets, baseline, candidate)
     except (ValueError, OSError) as err:
         _fail(str(err))
     table = to_markdown(comparisons, baseline, candidate)
     if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(table)
     typer.echo(table)
     raise typer.Exit(0 if beats_on_every_measure(comparisons) else 1)

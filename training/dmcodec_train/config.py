@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -133,6 +134,12 @@ class TrainConfig:
         config = cls(**data)
         layer_specs.parse(config.lm_layers)
         layer_specs.parse(config.speech_layers)
+        bands = config.periodicity_bands
+        if bands and (not isinstance(bands, tuple) or len(bands) < 2
+                      or not all(isinstance(b, (int, float)) for b in bands)
+                      or any(low >= high for low, high in itertools.pairwise(bands)) or bands[0] < 0):
+            raise ValueError(f"periodicity_bands must be two or more increasing band edges in Hz, such as "
+                             f"[60,1000,2000,4000]; got {bands!r}")
         if config.train_parts not in TRAIN_PARTS:
             raise ValueError(f"train_parts must be one of {TRAIN_PARTS}, got {config.train_parts!r}")
         return config

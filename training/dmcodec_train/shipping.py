@@ -47,7 +47,13 @@ def _rows(paths: list[Path]) -> tuple[list[str], dict[str, dict]]:
     ids: list[str] | None = None
     rows: dict[str, dict] = {}
     for path in paths:
-        data = json.loads(Path(path).read_text())
+        try:
+            data = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not JSON ({err})") from None
+        if not isinstance(data, list) or not all(isinstance(row, dict) and "name" in row and "scores" in row
+                                                 for row in data):
+            raise ValueError(f"{path}: not the results.json of `dmcodec-train eval` (a list of named rows)")
         original = next((row for row in data if row["name"] == "original"), None)
         clip_ids = (original or {}).get("per_utterance", {}).get("id")
         if clip_ids is None:
@@ -55,7 +61,13 @@ def _rows(paths: list[Path]) -> tuple[list[str], dict[str, dict]]:
         if ids is not None and clip_ids != ids:
             raise ValueError(f"{path}: scored other clips than {paths[0]}; a comparison needs the same clips")
         ids = clip_ids
-        rows.update({row["name"]: row for row in data if row["name"] != "original"})
+        for row in data:
+            if row["name"] == "original":
+                continue
+            if row["name"] in rows and rows[row["name"]]["scores"] != row["scores"]:
+                raise ValueError(f"{path}: a row {row['name']!r} that scores otherwise than another file's "
+                                 "(two models of one name?); export them under distinct --name")
+            rows[row["name"]] = row
     return ids or [], rows
 
 
@@ -63,6 +75,19 @@ def _row(rows: dict[str, dict], name: str, held_out: str) -> dict:
     if name not in rows:
         raise ValueError(f"{held_out}: no row {name!r} (rows: {', '.join(sorted(rows))})")
     return rows[name]
+
+
+def _score(row: dict, key: str) -> float:
+    value = row["scores"].get(key)
+    return math.nan if value is None else float(value)  # results files write NaN as null
+
+
+def _mean_over_both(first: list, second: list) -> tuple[float, float]:
+    pairs = [(float(a), float(b)) for a, b in zip(first, second)
+             if a is not None and b is not None and not math.isnan(a) and not math.isnan(b)]
+    if not pairs:
+        return math.nan, math.nan
+    return sum(a for a, _ in pairs) / len(pairs), sum(b for _, b in pairs) / len(pairs)
 
 
 def compare(held_out: dict[str, list[Path]], baseline: str, candidate: str) -> list[Comparison]:
@@ -79,8 +104,12 @@ def compare(held_out: dict[str, list[Path]], baseline: str, candidate: str) -> l
         for _, key, _ in MEASURES:
             per_clip = (cand.get("per_utterance", {}).get(key), base.get("per_utterance", {}).get(key))
             test = paired_test(key, *per_clip) if None not in per_clip else None
-            comparisons.append(Comparison(name, key, float(base["scores"].get(key, math.nan)),
-                                          float(cand["scores"].get(key, math.nan)), test))
+            means = (_score(base, key), _score(cand, key))
+            if test is not None and key != "wer_vs_original_asr":
+                # Over the clips both define: a model must not gain by leaving its worst clips
+                # undefined (no voiced frame: no F0 error). The WER stays the corpus figure.
+                means = _mean_over_both(*per_clip[::-1])
+            comparisons.append(Comparison(name, key, *means, test))
     return comparisons
 
 

@@ -280,6 +280,10 @@ def _train(sweep: Sweep, config: TrainConfig, run_dir: Path, features: Path | No
         log(f"{job}: training {config.steps} steps from {start}")
     if trainer.step < config.steps:
         trainer.fit()
+    if trainer.terminated:
+        # Saved where it stopped; scoring it now would mark a half-trained arm done.
+        log(f"{job}: stopped by SIGTERM at step {trainer.step}; the same command resumes it")
+        raise SystemExit(143)
     return export_run(run_dir, run_dir / "final", name=run_dir.name)
 
 

@@ -386,7 +386,8 @@ class Trainer:
         if threading.current_thread() is not threading.main_thread():
             return lambda: None
         previous = signal.signal(signal.SIGTERM, lambda *_: flag.set())
-        return lambda: signal.signal(signal.SIGTERM, previous)
+        # None: the previous handler was not set from Python; the default is the closest.
+        return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
     def fit(self, steps: int | None = None, time_limit_s: float | None = None,
             save_at_end: bool = True) -> dict[str, float]:
