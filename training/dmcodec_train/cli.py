@@ -172,15 +172,13 @@ def train(manifest: Path = typer.Argument(..., help="corpus manifest (train and 
                   else TrainConfig.load(preset or "small", overrides))
     except ValueError as err:
         _fail(str(err))
-    weights = config.loss
-    reads_pitch = weights.periodicity > 0 or (config.train_parts == "codec" and weights.pitch > 0)
-    if features != "-" and not reads_pitch and (config.train_parts == "decoder" or weights.distillation == 0):
-        typer.echo(f"note: nothing is distilled and no loss reads the pitch targets in this run, so {features} "
-                   "is not read", err=True)
     try:
         trainer = Trainer(config, run_dir, manifest, None if features == "-" else Path(features), device)
     except ValueError as err:
         _fail(str(err))
+    if features != "-" and trainer.sampler.store is None:  # the trainer decides what it reads
+        typer.echo(f"note: nothing is distilled and no loss reads the pitch targets in this run, so {features} "
+                   "is not read", err=True)
     if not fresh and trainer.resume():
         typer.echo(f"resuming {run_dir} at step {trainer.step}")
     elif resume_from:
