@@ -29,6 +29,7 @@ from ..tables import format_cell
 from ..teachers.asr import Recognizer
 from .metrics import (
     codebook_statistics,
+    periodicity_frames,
     periodicity_score,
     pesq_wideband,
     pitch_errors,
@@ -74,6 +75,11 @@ class _Scorer:
     recognizer: Recognizer | None
     visqol: bool
     progress: bool
+    # Each original's pitch on the periodicity frames (one Praat track per clip for every row).
+    pitch_frames: list[tuple[np.ndarray, np.ndarray]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.pitch_frames = [periodicity_frames(a, SAMPLE_RATE) for a in self.originals]
 
     def __call__(self, name: str, decoded: list[np.ndarray],
                  bitrate_kbps: float) -> tuple[dict[str, float], dict[str, list[float]]]:
@@ -81,13 +87,13 @@ class _Scorer:
         rate = SAMPLE_RATE
         per_clip: dict[str, list[float]] = {"stoi": [], "pesq": [], "visqol": [], "mel_distance": [],
                                             "f0_rmse_cents": [], "vuv_error": [], "periodicity": []}
-        clips = list(zip(self.originals, decoded))
-        for original, audio in tqdm(clips, desc=f"scoring {name}", disable=not self.progress):
+        clips = list(zip(self.originals, decoded, self.pitch_frames))
+        for original, audio, pitch in tqdm(clips, desc=f"scoring {name}", disable=not self.progress):
             per_clip["stoi"].append(stoi(original, audio, rate))
             per_clip["pesq"].append(pesq_wideband(original, audio, rate))
             for key, value in pitch_errors(original, audio, rate).items():
                 per_clip[key].append(value)
-            per_clip["periodicity"].append(periodicity_score(original, audio, rate))
+            per_clip["periodicity"].append(periodicity_score(original, audio, rate, pitch))
             if self.visqol:
                 per_clip["visqol"].append(visqol_speech(original, audio, rate))
             per_clip["mel_distance"].append(mel_distance(torch.from_numpy(audio)[None],
@@ -134,13 +140,13 @@ def evaluate(manifest: str | Path, checkpoints: list[str | Path], split: str = "
     references = [u.transcript for u in utterances]
     original_asr = [] if recognizer is None else [
         recognizer.transcribe(a)[0] for a in tqdm(originals, desc="ASR originals", disable=not progress)]
+    score = _Scorer(originals, references, original_asr, recognizer, visqol, progress)
     # The originals' own periodicity is the ceiling the codecs' column reads against.
-    own_periodicity = [periodicity_score(a, a, SAMPLE_RATE) for a in originals]
+    own_periodicity = [periodicity_score(a, a, SAMPLE_RATE, p) for a, p in zip(originals, score.pitch_frames)]
     rows = [Result("original", {**(word_errors(references, original_asr) if asr else {}), "bitrate_kbps": 256.0,
                                 "periodicity": _mean(own_periodicity)},
                    per_utterance={"id": [u.id for u in utterances], "periodicity": own_periodicity})]
 
-    score = _Scorer(originals, references, original_asr, recognizer, visqol, progress)
     probe, clips = probe or PitchProbe(), _probe_clips(probe_manifest or manifest, probe_clips, originals)
     if clips is not None:
         # What a representation of the audio itself gives: the reference for the models' rows.

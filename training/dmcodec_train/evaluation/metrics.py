@@ -49,18 +49,25 @@ def pitch_errors(reference: np.ndarray, degraded: np.ndarray, rate: int) -> dict
 PERIODICITY_HOP = 320
 
 
-def periodicity_score(reference: np.ndarray, degraded: np.ndarray, rate: int) -> float:
+def periodicity_frames(reference: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """The reference's pitch (log-F0, voiced) on the frames `periodicity_score` reads: one
+    Praat track per clip, however many models are scored against it."""
+    return frame_pitch(reference, rate, PERIODICITY_HOP, -(-len(reference) // PERIODICITY_HOP))
+
+
+def periodicity_score(reference: np.ndarray, degraded: np.ndarray, rate: int,
+                      reference_frames: tuple[np.ndarray, np.ndarray] | None = None) -> float:
     """How periodic the degraded speech stays where the reference is voiced: the mean
     correlation of each voiced frame's window with itself one reference pitch period later
     (`losses/periodicity.py`, the training loss's own measure). Clean voiced speech reads about
-    0.9; noise with the right envelope reads 0. NaN without voiced frames."""
+    0.9; noise with the right envelope reads 0. NaN without voiced frames. reference_frames:
+    `periodicity_frames(reference, rate)`, when the caller keeps it for several models."""
     import torch
 
     from ..losses.periodicity import WINDOW_S, periodicity, periods
 
     reference, degraded = _same_length(reference, degraded)
-    frames = -(-len(reference) // PERIODICITY_HOP)
-    log_f0, voiced = (torch.from_numpy(t)[None] for t in frame_pitch(reference, rate, PERIODICITY_HOP, frames))
+    log_f0, voiced = (torch.from_numpy(t)[None] for t in reference_frames or periodicity_frames(reference, rate))
     r, inside = periodicity(torch.from_numpy(degraded).float()[None], periods(log_f0, voiced, rate),
                             PERIODICITY_HOP, round(WINDOW_S * rate))
     counted = voiced & inside
