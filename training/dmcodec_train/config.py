@@ -30,6 +30,7 @@ class LossWeights:
     speech: float = 0.5  # and for the speech teacher
     pitch: float = 0.0  # the pitch target (log-F0 L1 in octaves + voicing BCE); 0: no pitch head
     periodicity: float = 0.0  # the decoded audio's periodicity where the original is voiced (`losses/periodicity.py`)
+    recognition: float = 0.0  # Whisper encoder features of decoded vs original audio (`losses/recognition.py`)
 
 
 @dataclass
@@ -52,6 +53,10 @@ class TrainConfig:
         from the feature folder's `pitch.json`).
     periodicity_bands: with loss.periodicity > 0, band edges in Hz in which the periodicity is
         measured separately (e.g. [60, 1000, 2000, 4000, 8000]); empty: the whole band.
+    recognition_model, recognition_items: with loss.recognition > 0, the Whisper whose encoder
+        judges the decoded audio ("base", "tiny.en" or a CTranslate2 directory; the evaluation's
+        ASR is tiny.en, so "base" keeps the judge and the examiner apart) and how many clips of
+        each batch it reads (0: all).
     quantizer_warmup: steps that train encoder and decoder without the quantizer. A randomly
         initialised encoder's output is a near-constant offset with tiny variation over time;
         codebooks fitted to it collapse to a few codes and the commitment loss then holds the
@@ -100,6 +105,8 @@ class TrainConfig:
     speech_layers: str = layer_specs.DEFAULT
     pitch_levels: str = "1:8"
     periodicity_bands: tuple[float, ...] = ()
+    recognition_model: str = "base"
+    recognition_items: int = 0
     quantizer_warmup: int = 0
     codebook_init_batches: int = 1
     quantizer_dropout: float = 0.0
@@ -140,6 +147,8 @@ class TrainConfig:
                       or any(low >= high for low, high in itertools.pairwise(bands)) or bands[0] < 0):
             raise ValueError(f"periodicity_bands must be two or more increasing band edges in Hz, such as "
                              f"[60,1000,2000,4000]; got {bands!r}")
+        if not isinstance(config.recognition_items, int) or config.recognition_items < 0:
+            raise ValueError(f"recognition_items must be a count of clips (0: all), got {config.recognition_items!r}")
         if config.train_parts not in TRAIN_PARTS:
             raise ValueError(f"train_parts must be one of {TRAIN_PARTS}, got {config.train_parts!r}")
         return config

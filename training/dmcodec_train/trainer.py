@@ -3,7 +3,7 @@
 One step: a batch of crops -> the codec's reconstruction and RVQ features -> (after
 `adversarial_start`) a discriminator update on real vs generated audio -> a generator update on
 mel + waveform + commitment + adversarial + feature-matching + distillation + pitch +
-periodicity losses.
+periodicity + recognition losses.
 Runs on one CPU or GPU, or several GPUs under `torchrun` (DDP).
 """
 
@@ -44,6 +44,7 @@ from .losses import (
 )
 from .losses.periodicity import periodicity_loss
 from .losses.pitch import PitchHead, pitch_loss
+from .losses.recognition import RecognitionLoss
 from .mel import MultiScaleMelLoss, mel_distance
 from .schedule import lr_factor
 from .state import STATE_NAME, load_state, save_state
@@ -155,6 +156,12 @@ class Trainer:
         self.discriminators = Discriminators(config.periods, config.msd_scales, config.stft_n_ffts,
                                              config.discriminator_width).to(self.device)
         self.mel_loss = MultiScaleMelLoss(codec_config.sample_rate, config.mel_n_ffts, config.n_mels).to(self.device)
+        self.recognition: RecognitionLoss | None = None
+        if config.loss.recognition > 0:
+            if codec_config.sample_rate != 16000:
+                raise ValueError(f"the recognition loss's Whisper hears 16 kHz; this codec runs at "
+                                 f"{codec_config.sample_rate} Hz")
+            self.recognition = RecognitionLoss(config.recognition_model, config.recognition_items).to(self.device)
         self.step = 0
         trainable = [p for p in self.generator.parameters() if p.requires_grad]
         self.g_opt = torch.optim.Adam(trainable, config.lr, config.betas, weight_decay=config.weight_decay)
@@ -303,6 +310,9 @@ class Trainer:
                                                    batch.frame_mask, self.hop, self.codec.sample_rate,
                                                    config.periodicity_bands)
             total = total + weights.periodicity * logs["periodicity"]
+        if self.recognition is not None:
+            logs["recognition"] = self.recognition(fake[:, 0], batch.audio[:, 0])
+            total = total + weights.recognition * logs["recognition"]
         if self.distilling:
             logs.update(self._distillation(output.levels, batch))
             total = total + weights.distillation * (weights.lm * logs["distill_lm"]
@@ -462,4 +472,4 @@ class Trainer:
 _CSV_FIELDS = ("step", "lr", "total", "mel", "waveform", "commitment", "distill_lm", "distill_speech",
                "adversarial", "feature_matching", "disc", "grad_norm", "dev_mel", "steps_per_s",
                # Later additions go last, so that a resumed older run keeps its columns in place.
-               "pitch_f0", "pitch_voicing", "periodicity")
+               "pitch_f0", "pitch_voicing", "periodicity", "recognition")

