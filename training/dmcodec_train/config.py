@@ -147,7 +147,8 @@ class TrainConfig:
                       or any(low >= high for low, high in itertools.pairwise(bands)) or bands[0] < 0):
             raise ValueError(f"periodicity_bands must be two or more increasing band edges in Hz, such as "
                              f"[60,1000,2000,4000]; got {bands!r}")
-        if not isinstance(config.recognition_items, int) or config.recognition_items < 0:
+        items = config.recognition_items
+        if not isinstance(items, int) or isinstance(items, bool) or items < 0:
             raise ValueError(f"recognition_items must be a count of clips (0: all), got {config.recognition_items!r}")
         if config.train_parts not in TRAIN_PARTS:
             raise ValueError(f"train_parts must be one of {TRAIN_PARTS}, got {config.train_parts!r}")

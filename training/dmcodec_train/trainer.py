@@ -311,7 +311,7 @@ class Trainer:
                                                    config.periodicity_bands)
             total = total + weights.periodicity * logs["periodicity"]
         if self.recognition is not None:
-            logs["recognition"] = self.recognition(fake[:, 0], batch.audio[:, 0])
+            logs["recognition"] = self.recognition(fake[:, 0], batch.audio[:, 0], batch.frame_mask)
             total = total + weights.recognition * logs["recognition"]
         if self.distilling:
             logs.update(self._distillation(output.levels, batch))

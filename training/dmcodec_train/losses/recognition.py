@@ -33,17 +33,22 @@ class RecognitionLoss(nn.Module):
         self.encoder = WhisperEncoder.from_ct2(whisper_path(model))
         self.items = items
 
-    def train(self, mode: bool = True) -> RecognitionLoss:
-        super().train(mode)
-        self.encoder.eval()  # frozen: no dropout, whatever the trainer's mode
-        return self
-
-    def forward(self, decoded: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
-        """decoded, original: [B, samples] at 16 kHz -> the mean L1 distance of their features."""
+    def forward(self, decoded: torch.Tensor, original: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+        """decoded, original: [B, samples] at 16 kHz; frame_mask: [B, F] at 50 Hz, False on padding
+        -> the mean L1 distance of their features over the valid frames."""
         if self.items:
-            decoded, original = decoded[: self.items], original[: self.items]
+            decoded, original, frame_mask = decoded[: self.items], original[: self.items], frame_mask[: self.items]
+        # Past a clip's end both are silenced: whatever the decoder makes of the padding would
+        # otherwise reach the valid frames through the convolutions' edge and then attention.
+        samples = frame_mask.repeat_interleave(-(-original.shape[-1] // frame_mask.shape[1]), dim=1)
+        keep = F.pad(samples, (0, max(0, original.shape[-1] - samples.shape[1])))[:, : original.shape[-1]]
+        decoded, original = decoded * keep, original * keep
         with torch.no_grad():
             original_mel, peak = self.encoder.log_mel(original, floor_decades=FLOOR_DECADES)
-            target = self.encoder(original_mel)
+            # The encoder's frames are the codec's 50 Hz frames (one more where a clip ends mid-frame).
+            frames = -(-original_mel.shape[-1] // 2)
+            valid = F.pad(frame_mask, (0, max(0, frames - frame_mask.shape[1])))[:, :frames]
+            target = self.encoder(original_mel, valid)  # [B, F', dim]
         decoded_mel, _ = self.encoder.log_mel(decoded, peak, FLOOR_DECADES)
-        return F.l1_loss(self.encoder(decoded_mel), target)
+        distance = (self.encoder(decoded_mel, valid) - target).abs().mean(-1)  # [B, F']
+        return (distance * valid).sum() / valid.sum().clamp(min=1)

@@ -46,14 +46,16 @@ def _tensor(data: bytes, dtype_id: int, shape: tuple[int, ...]) -> torch.Tensor:
     return torch.from_numpy(np.frombuffer(data, _DTYPES[dtype_id]).copy()).reshape(shape)
 
 
-def read_ct2_variables(path: str | Path) -> dict[str, torch.Tensor]:
-    """`model.bin` (or the directory holding it) -> {variable name: tensor in its stored dtype}.
+def read_ct2_variables(path: str | Path, prefix: str = "") -> dict[str, torch.Tensor]:
+    """`model.bin` (or the directory holding it) -> {variable name: tensor in its stored dtype},
+    only the variables whose names start with `prefix` (the others are skipped unread).
 
     Raises CT2FormatError, naming the file, for another format version or a damaged file."""
     path = Path(path)
     if path.is_dir():
         path = path / "model.bin"
     variables: dict[str, torch.Tensor] = {}
+    skipped: set[str] = set()
     try:
         with path.open("rb") as file:
             (version,) = _unpack(file, "I")
@@ -72,6 +74,10 @@ def read_ct2_variables(path: str | Path) -> dict[str, torch.Tensor]:
                 itemsize = 2 if dtype_id == 5 else np.dtype(_DTYPES[dtype_id]).itemsize
                 if num_bytes != itemsize * int(np.prod(shape, dtype=np.int64)):
                     raise CT2FormatError(f"{name}: {num_bytes} bytes do not fill the shape {shape}")
+                if not name.startswith(prefix):
+                    skipped.add(name)
+                    file.seek(num_bytes, 1)
+                    continue
                 data = file.read(num_bytes)
                 if len(data) != num_bytes:
                     raise CT2FormatError("the file ends in the middle of a record")
@@ -79,9 +85,13 @@ def read_ct2_variables(path: str | Path) -> dict[str, torch.Tensor]:
             (aliases,) = _unpack(file, "I")
             for _ in range(aliases):
                 alias, target = _string(file), _string(file)
-                if target not in variables:
+                if target in variables:
+                    if alias.startswith(prefix):
+                        variables[alias] = variables[target]
+                elif target not in skipped:
                     raise CT2FormatError(f"alias {alias} names a missing variable {target}")
-                variables[alias] = variables[target]
+            if file.read(1):
+                raise CT2FormatError("bytes after the last alias")
     except CT2FormatError as err:
         raise CT2FormatError(f"{path}: not a CTranslate2 model this reader can use ({err})") from None
     return variables
