@@ -49,6 +49,7 @@ from .mel import MultiScaleMelLoss, mel_distance
 from .schedule import lr_factor
 from .state import STATE_NAME, load_state, save_state
 from .teachers.store import FeatureStore
+from .teachers.whisper_encoder import SAMPLE_RATE as WHISPER_RATE
 
 
 class Generator(nn.Module):
@@ -158,7 +159,7 @@ class Trainer:
         self.mel_loss = MultiScaleMelLoss(codec_config.sample_rate, config.mel_n_ffts, config.n_mels).to(self.device)
         self.recognition: RecognitionLoss | None = None
         if config.loss.recognition > 0:
-            if codec_config.sample_rate != 16000:
+            if codec_config.sample_rate != WHISPER_RATE:
                 raise ValueError(f"the recognition loss's Whisper hears 16 kHz; this codec runs at "
                                  f"{codec_config.sample_rate} Hz")
             self.recognition = RecognitionLoss(config.recognition_model, config.recognition_items).to(self.device)

@@ -23,6 +23,11 @@ from ..teachers.whisper_encoder import WhisperEncoder
 FLOOR_DECADES = 5.0
 
 
+def _fit(mask: torch.Tensor, length: int) -> torch.Tensor:
+    """[B, n] -> [B, length]: cut, or padded with False."""
+    return F.pad(mask, (0, max(0, length - mask.shape[1])))[:, :length]
+
+
 class RecognitionLoss(nn.Module):
     """Args: model: "base", "tiny.en" or a CTranslate2 Whisper directory (`teachers.asr.whisper_path`);
     items: how many clips of each batch it reads (0: all; the encoder's backward pass costs far more
@@ -40,14 +45,13 @@ class RecognitionLoss(nn.Module):
             decoded, original, frame_mask = decoded[: self.items], original[: self.items], frame_mask[: self.items]
         # Past a clip's end both are silenced: whatever the decoder makes of the padding would
         # otherwise reach the valid frames through the convolutions' edge and then attention.
-        samples = frame_mask.repeat_interleave(-(-original.shape[-1] // frame_mask.shape[1]), dim=1)
-        keep = F.pad(samples, (0, max(0, original.shape[-1] - samples.shape[1])))[:, : original.shape[-1]]
+        keep = _fit(frame_mask.repeat_interleave(-(-original.shape[-1] // frame_mask.shape[1]), dim=1),
+                    original.shape[-1])
         decoded, original = decoded * keep, original * keep
         with torch.no_grad():
             original_mel, peak = self.encoder.log_mel(original, floor_decades=FLOOR_DECADES)
             # The encoder's frames are the codec's 50 Hz frames (one more where a clip ends mid-frame).
-            frames = -(-original_mel.shape[-1] // 2)
-            valid = F.pad(frame_mask, (0, max(0, frames - frame_mask.shape[1])))[:, :frames]
+            valid = _fit(frame_mask, -(-original_mel.shape[-1] // 2))
             target = self.encoder(original_mel, valid)  # [B, F', dim]
         decoded_mel, _ = self.encoder.log_mel(decoded, peak, FLOOR_DECADES)
         distance = (self.encoder(decoded_mel, valid) - target).abs().mean(-1)  # [B, F']
