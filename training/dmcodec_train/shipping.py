@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from .significance import PairedTest, better_direction, paired_test
+from .significance import PairedTest, better_direction, defined_pairs, paired_test
 from .tables import format_cell
 
 # (column, score key, format)
@@ -82,14 +82,6 @@ def _score(row: dict, key: str) -> float:
     return math.nan if value is None else float(value)  # results files write NaN as null
 
 
-def _mean_over_both(first: list, second: list) -> tuple[float, float]:
-    pairs = [(float(a), float(b)) for a, b in zip(first, second)
-             if a is not None and b is not None and not math.isnan(a) and not math.isnan(b)]
-    if not pairs:
-        return math.nan, math.nan
-    return sum(a for a, _ in pairs) / len(pairs), sum(b for _, b in pairs) / len(pairs)
-
-
 def compare(held_out: dict[str, list[Path]], baseline: str, candidate: str) -> list[Comparison]:
     """Every measure of every held-out set, candidate against baseline.
 
@@ -108,7 +100,8 @@ def compare(held_out: dict[str, list[Path]], baseline: str, candidate: str) -> l
             if test is not None and key != "wer_vs_original_asr":
                 # Over the clips both define: a model must not gain by leaving its worst clips
                 # undefined (no voiced frame: no F0 error). The WER stays the corpus figure.
-                means = _mean_over_both(*per_clip[::-1])
+                base_clips, cand_clips = defined_pairs(per_clip[1], per_clip[0])
+                means = (float(base_clips.mean()), float(cand_clips.mean())) if len(base_clips) else (math.nan,) * 2
             comparisons.append(Comparison(name, key, *means, test))
     return comparisons
 

@@ -63,6 +63,13 @@ def better_direction(metric: str) -> int:
     raise ValueError(f"no known direction for metric {metric!r}")
 
 
+def defined_pairs(chosen: list, baseline: list) -> tuple[np.ndarray, np.ndarray]:
+    """The two per-utterance score lists kept where both are defined (neither NaN nor None)."""
+    a, b = np.asarray(chosen, dtype=np.float64), np.asarray(baseline, dtype=np.float64)
+    defined = ~(np.isnan(a) | np.isnan(b))
+    return a[defined], b[defined]
+
+
 def paired_test(metric: str, chosen: list[float], baseline: list[float]) -> PairedTest:
     """Is `chosen` better than `baseline` on `metric`? Both list one score per utterance, in the
     same order; NaN scores (no speech for PESQ, no voiced frames for F0) drop their pair."""
@@ -70,12 +77,11 @@ def paired_test(metric: str, chosen: list[float], baseline: list[float]) -> Pair
 
     if len(chosen) != len(baseline):
         raise ValueError(f"{metric}: {len(chosen)} scores against {len(baseline)}: not the same utterances")
-    a, b = np.asarray(chosen, dtype=np.float64), np.asarray(baseline, dtype=np.float64)
-    defined = ~(np.isnan(a) | np.isnan(b))
-    gain = better_direction(metric) * (a[defined] - b[defined])
+    a, b = defined_pairs(chosen, baseline)
+    gain = better_direction(metric) * (a - b)
     differing = int(np.count_nonzero(gain))
     if differing == 0:
-        return PairedTest(metric, int(defined.sum()), 0, math.nan, 0.0)
+        return PairedTest(metric, len(gain), 0, math.nan, 0.0)
     # Only the differing clips go in: the exact and normal methods drop zeros themselves, but the
     # sign-flip enumeration would count 2 ** len(gain) arrangements and fall back to sampling.
     nonzero = gain[gain != 0]
@@ -87,4 +93,4 @@ def paired_test(metric: str, chosen: list[float], baseline: list[float]) -> Pair
     else:
         method, how = "asymptotic", "normal"
     p_value = float(wilcoxon(nonzero, zero_method="wilcox", alternative="greater", method=method).pvalue)
-    return PairedTest(metric, int(defined.sum()), differing, p_value, float(np.median(gain)), how)
+    return PairedTest(metric, len(gain), differing, p_value, float(np.median(gain)), how)
